@@ -1,0 +1,85 @@
+//! Backoff schedules: the delay before each retry, before jitter.
+//!
+//! A schedule is a small value that the policy clones for each request that needs a retry.
+//! Each call to [`Backoff::next_delay`] returns the delay before the next retry, or `None`
+//! when a finite schedule has run out, which ends the request. Every built-in schedule does
+//! constant work per step and stays at its cap once it reaches it, so the millionth retry
+//! costs the same as the second and never overflows.
+//!
+//! | schedule | delays |
+//! |---|---|
+//! | [`Exponential`] | `initial * factor^n`, capped (the default: 100 ms, x2, cap 10 s) |
+//! | [`Fibonacci`] | `initial * fib(n)`: 1, 1, 2, 3, 5 ..., capped |
+//! | [`Constant`] | the same interval forever |
+//! | [`List`] | a finite list of intervals, then the request gives up |
+//! | [`Linear`] | `initial + step * n`, capped |
+//! | [`FromIter`], [`FromFn`] | any `Iterator<Item = Duration>`, or a closure of the retry number |
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_backoff::backoff::{Backoff, Fibonacci};
+//!
+//! let mut schedule = Fibonacci::new(Duration::from_secs(1)).max_delay(Duration::from_secs(4));
+//! schedule.validate().unwrap();
+//! let mut rng = rand::make_rng::<rand::rngs::SmallRng>();
+//! let delays: Vec<u64> = (0..6)
+//!     .map(|_| schedule.next_delay(&mut rng).unwrap().as_secs())
+//!     .collect();
+//! assert_eq!(delays, [1, 1, 2, 3, 4, 4]);
+//! ```
+
+mod constant;
+mod custom;
+mod exponential;
+mod fibonacci;
+mod interval;
+mod linear;
+
+pub use constant::{Constant, List};
+pub use custom::{FromFn, FromIter, from_fn, from_iter};
+pub use exponential::Exponential;
+pub use fibonacci::Fibonacci;
+pub use interval::Interval;
+pub use linear::Linear;
+
+use crate::ConfigError;
+use rand::rngs::SmallRng;
+use std::time::Duration;
+
+/// A delay schedule.
+///
+/// The policy keeps one configured value and clones it when a request first needs a retry,
+/// so the clone carries the per-request state (for example the current delay).
+pub trait Backoff: Clone {
+    /// Returns the delay before the next retry and advances the schedule, or `None` when the
+    /// schedule has ended.
+    ///
+    /// `rng` is the request's own random number generator, for schedules that draw their
+    /// delays at random.
+    fn next_delay(&mut self, rng: &mut SmallRng) -> Option<Duration>;
+
+    /// The largest delay this schedule returns, if it has one.
+    ///
+    /// Jitter is applied before this cap, so a jittered delay never exceeds it.
+    fn max_delay(&self) -> Option<Duration>;
+
+    /// Checks the configuration, naming the invalid field and value.
+    ///
+    /// The policy calls this when it is built.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Checks that `max_delay` is not below `initial`.
+fn validate_cap(initial: Duration, max_delay: Duration) -> Result<(), ConfigError> {
+    if max_delay < initial {
+        return Err(ConfigError::new(
+            "backoff.max_delay",
+            max_delay,
+            crate::ConfigErrorKind::TooSmall,
+            "a cap at or above backoff.initial",
+        ));
+    }
+    Ok(())
+}

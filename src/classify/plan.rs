@@ -1,0 +1,76 @@
+use std::time::Duration;
+
+/// What a classifier decided about a request before its first attempt.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_backoff::classify::Plan;
+///
+/// let plan = Plan::new(()).max_attempts(5).max_elapsed(Duration::from_secs(30));
+/// assert!(plan.may_retry());
+/// assert!(!Plan::new(()).no_retry().may_retry());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan<F> {
+    facts: F,
+    may_retry: bool,
+    max_attempts: Option<u32>,
+    max_elapsed: Option<Duration>,
+}
+
+impl<F> Plan<F> {
+    /// Creates a plan that keeps `facts` and allows retries under the policy's limits.
+    pub fn new(facts: F) -> Self {
+        Self {
+            facts,
+            may_retry: true,
+            max_attempts: None,
+            max_elapsed: None,
+        }
+    }
+
+    /// Marks the request as never retried. It is sent once, without being cloned.
+    #[must_use]
+    pub fn no_retry(mut self) -> Self {
+        self.may_retry = false;
+        self
+    }
+
+    /// Overrides the policy's `max_attempts` for this request. Zero counts as one attempt.
+    #[must_use]
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = Some(max_attempts);
+        self
+    }
+
+    /// Overrides the policy's `max_elapsed` for this request.
+    #[must_use]
+    pub fn max_elapsed(mut self, max_elapsed: Duration) -> Self {
+        self.max_elapsed = Some(max_elapsed);
+        self
+    }
+
+    /// The facts the classifier kept.
+    pub fn facts(&self) -> &F {
+        &self.facts
+    }
+
+    /// Whether any outcome of this request may be retried.
+    pub fn may_retry(&self) -> bool {
+        self.may_retry
+    }
+
+    /// The attempt limit set for this request, if any.
+    pub fn attempts_override(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// The deadline set for this request, if any.
+    pub fn elapsed_override(&self) -> Option<Duration> {
+        self.max_elapsed
+    }
+
+    pub(crate) fn into_parts(self) -> (F, bool, Option<u32>, Option<Duration>) {
+        (self.facts, self.may_retry, self.max_attempts, self.max_elapsed)
+    }
+}

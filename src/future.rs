@@ -1,0 +1,199 @@
+//! The response future of [`Retry`](crate::Retry).
+
+use crate::backoff::Backoff;
+use crate::classify::Classify;
+use crate::hooks::{Event, GiveUpReason, Hooks};
+use crate::policy::{Decision, Limits, RetryPolicy, ScheduleState};
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+pin_project! {
+    /// The future returned by [`Retry`](crate::Retry): runs attempts and sleeps until the
+    /// policy returns an outcome.
+    ///
+    /// Dropping it cancels the attempt or sleep in progress; nothing runs afterwards.
+    pub struct ResponseFuture<S, Req, C, B, H>
+    where
+        S: Service<Req>,
+        C: Classify<Req, S::Response, S::Error>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        policy: Arc<RetryPolicy<C, B, H>>,
+        facts: C::Facts,
+        // `None` for a request that is never retried, which is not cloned.
+        retry: Option<Retrying<S, Req, B>>,
+        attempt: u32,
+        limits: Limits,
+        started: Instant,
+    }
+}
+
+pin_project! {
+    #[project = StateProjection]
+    enum State<F> {
+        // An attempt is in flight.
+        Calling {
+            #[pin]
+            future: F,
+        },
+        // Waiting out the delay before the next attempt.
+        Sleeping {
+            #[pin]
+            sleep: Sleep,
+        },
+        // Waiting for the inner service to become ready for the next attempt.
+        Readying,
+    }
+}
+
+/// What a retryable request keeps between attempts.
+struct Retrying<S, Req, B> {
+    service: S,
+    /// The request to send next. The last allowed attempt takes it instead of cloning it.
+    request: Option<Req>,
+    schedule: Option<ScheduleState<B>>,
+}
+
+impl<S, Req, C, B, H> ResponseFuture<S, Req, C, B, H>
+where
+    S: Service<Req>,
+    C: Classify<Req, S::Response, S::Error>,
+{
+    pub(crate) fn new(
+        future: S::Future,
+        policy: Arc<RetryPolicy<C, B, H>>,
+        facts: C::Facts,
+        retry: Option<(S, Req)>,
+        limits: Limits,
+        started: Instant,
+    ) -> Self {
+        Self {
+            state: State::Calling { future },
+            policy,
+            facts,
+            retry: retry.map(|(service, request)| Retrying {
+                service,
+                request: Some(request),
+                schedule: None,
+            }),
+            attempt: 1,
+            limits,
+            started,
+        }
+    }
+}
+
+impl<S, Req, C, B, H> Future for ResponseFuture<S, Req, C, B, H>
+where
+    S: Service<Req>,
+    Req: Clone,
+    C: Classify<Req, S::Response, S::Error>,
+    B: Backoff,
+    H: Hooks<S::Response, S::Error>,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProjection::Calling { future } => {
+                    let outcome = ready!(future.poll(cx));
+                    let elapsed = this.started.elapsed();
+                    let verdict = this.policy.classifier.classify(this.facts, &outcome);
+
+                    let Some(retry) = this.retry.as_mut() else {
+                        // Never retried: the limits allow one attempt, so the policy
+                        // only runs the hooks.
+                        let limits = Limits {
+                            max_attempts: 1,
+                            ..*this.limits
+                        };
+                        this.policy
+                            .decide(verdict, &outcome, 1, elapsed, limits, &mut None);
+                        return Poll::Ready(outcome);
+                    };
+
+                    let decision = this.policy.decide(
+                        verdict,
+                        &outcome,
+                        *this.attempt,
+                        elapsed,
+                        *this.limits,
+                        &mut retry.schedule,
+                    );
+                    match decision {
+                        Decision::Return => return Poll::Ready(outcome),
+                        Decision::Sleep(delay) => {
+                            // The failed outcome is dropped here, which releases its
+                            // connection before the sleep.
+                            drop(outcome);
+                            this.state.set(State::Sleeping {
+                                sleep: tokio::time::sleep(delay),
+                            });
+                        }
+                    }
+                }
+                StateProjection::Sleeping { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProjection::Readying => {
+                    let Some(retry) = this.retry.as_mut() else {
+                        unreachable!("only a request kept for retries sleeps");
+                    };
+                    if let Err(error) = ready!(retry.service.poll_ready(cx)) {
+                        let outcome = Err(error);
+                        let mut event = Event {
+                            attempt: *this.attempt,
+                            elapsed: this.started.elapsed(),
+                            next_delay: None,
+                            reason: None,
+                            outcome: &outcome,
+                        };
+                        this.policy.give_up(&mut event, GiveUpReason::NotReady);
+                        return Poll::Ready(outcome);
+                    }
+
+                    *this.attempt += 1;
+                    let request = if *this.attempt < this.limits.max_attempts {
+                        retry.request.clone()
+                    } else {
+                        retry.request.take()
+                    };
+                    let Some(request) = request else {
+                        unreachable!("the request is taken only for the last attempt");
+                    };
+                    let future = retry.service.call(request);
+                    this.state.set(State::Calling { future });
+                }
+            }
+        }
+    }
+}
+
+impl<S, Req, C, B, H> fmt::Debug for ResponseFuture<S, Req, C, B, H>
+where
+    S: Service<Req>,
+    C: Classify<Req, S::Response, S::Error>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Calling { .. } => "calling",
+            State::Sleeping { .. } => "sleeping",
+            State::Readying => "readying",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempt", &self.attempt)
+            .field("retryable", &self.retry.is_some())
+            .finish_non_exhaustive()
+    }
+}
