@@ -1,0 +1,227 @@
+//! Attempt limits, deadlines and hooks, on paused time with a scripted service.
+
+mod support;
+
+use std::time::Duration;
+use support::{EventLog, Recorded, Scripted, get, millis, secs, status};
+use tower::{Layer, Service, ServiceExt};
+use tower_backoff::backoff::{Backoff, Constant, Exponential};
+use tower_backoff::classify::{ClassifyExt, HttpClassifier, RetryOverride};
+use tower_backoff::hooks::{DelaySource, GiveUpReason};
+use tower_backoff::{Jitter, Logging, RetryLayer, RetryPolicy, RetryPolicyBuilder};
+
+fn builder() -> RetryPolicyBuilder<HttpClassifier> {
+    RetryPolicy::builder(HttpClassifier::default())
+        .jitter(Jitter::None)
+        .logging(Logging::off())
+}
+
+fn layer<B: Backoff>(
+    builder: RetryPolicyBuilder<HttpClassifier, B>,
+    log: &EventLog,
+) -> RetryLayer<HttpClassifier, B, EventLog> {
+    RetryLayer::new(builder.hooks(log.clone()).build().unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_attempt_allowed() {
+    let server = Scripted::new([status(503)]);
+    let log = EventLog::default();
+    let service = layer(builder().max_attempts(1), &log).layer(server.clone());
+
+    let response = service.oneshot(get()).await.unwrap();
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(server.attempt_times_ms(), [0]);
+    assert_eq!(log.hooks(), [("give_up", 1)]);
+    assert_eq!(log.reasons(), [GiveUpReason::Exhausted]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_with_instant_failures() {
+    let server = Scripted::new([status(503)]);
+    let log = EventLog::default();
+    let policy = builder()
+        .backoff(Exponential::new(secs(1)).max_delay(secs(60)))
+        .max_attempts(10)
+        .max_elapsed(secs(10));
+    let service = layer(policy, &log).layer(server.clone());
+
+    let response = service.oneshot(get()).await.unwrap();
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(server.attempt_times_ms(), [0, 1000, 3000, 7000]);
+    let last = log.events().pop().unwrap();
+    assert_eq!(last.reason, Some(GiveUpReason::Deadline));
+    assert_eq!(last.elapsed, secs(7));
+    assert_eq!(last.attempt, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_counts_slow_attempts() {
+    let server = Scripted::new([status(503).after(secs(5))]);
+    let log = EventLog::default();
+    let policy = builder()
+        .backoff(Exponential::new(secs(1)).max_delay(secs(60)))
+        .max_attempts(10)
+        .max_elapsed(secs(10));
+    let service = layer(policy, &log).layer(server.clone());
+    let start = tokio::time::Instant::now();
+
+    service.oneshot(get()).await.unwrap();
+
+    assert_eq!(server.attempt_times_ms(), [0, 6000]);
+    assert_eq!(start.elapsed(), secs(11));
+    assert_eq!(log.reasons(), [GiveUpReason::Deadline]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_attempt_succeeds() {
+    let server = Scripted::new([status(200)]);
+    let log = EventLog::default();
+    let service = layer(builder(), &log).layer(server.clone());
+    let start = tokio::time::Instant::now();
+
+    let response = service.oneshot(get()).await.unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.attempt_times_ms(), [0]);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(log.hooks(), [("success", 1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_reports_total_elapsed() {
+    let server = Scripted::new([
+        status(503).after(millis(500)),
+        status(503).after(millis(500)),
+        status(200).after(millis(500)),
+    ]);
+    let log = EventLog::default();
+    let service = layer(builder().backoff(Constant::new(secs(1))), &log).layer(server.clone());
+
+    service.oneshot(get()).await.unwrap();
+
+    let success = log.events().pop().unwrap();
+    assert_eq!(success.hook, "success");
+    assert_eq!(success.attempt, 3);
+    assert_eq!(success.elapsed, millis(3500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn hooks_for_three_failures() {
+    let server = Scripted::new([status(503)]);
+    let log = EventLog::default();
+    let service = layer(builder().backoff(Constant::new(secs(1))), &log).layer(server.clone());
+
+    service.oneshot(get()).await.unwrap();
+
+    assert_eq!(
+        log.events(),
+        [
+            Recorded {
+                hook: "retry",
+                attempt: 1,
+                elapsed: Duration::ZERO,
+                next_delay: Some(secs(1)),
+                delay_source: Some(DelaySource::Schedule),
+                reason: None,
+            },
+            Recorded {
+                hook: "retry",
+                attempt: 2,
+                elapsed: secs(1),
+                next_delay: Some(secs(1)),
+                delay_source: Some(DelaySource::Schedule),
+                reason: None,
+            },
+            Recorded {
+                hook: "give_up",
+                attempt: 3,
+                elapsed: secs(2),
+                next_delay: None,
+                delay_source: None,
+                reason: Some(GiveUpReason::Exhausted),
+            },
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_during_sleep_stops() {
+    let server = Scripted::new([status(503)]);
+    let log = EventLog::default();
+    let mut service = layer(builder().backoff(Constant::new(secs(1))), &log).layer(server.clone());
+    service.ready().await.unwrap();
+    let mut future = Box::pin(service.call(get()));
+
+    // Drive the first attempt until the future sleeps before the second one.
+    let polled = tokio::time::timeout(millis(500), &mut future).await;
+    assert!(polled.is_err(), "the request should still be sleeping");
+    assert_eq!(server.calls().len(), 1);
+    drop(future);
+
+    tokio::time::sleep(secs(3600)).await;
+    assert_eq!(server.calls().len(), 1);
+    assert_eq!(log.hooks(), [("retry", 1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn override_sets_attempts_and_deadline() {
+    let server = Scripted::new([status(503)]);
+    let log = EventLog::default();
+    let service = layer(builder().backoff(Constant::new(secs(1))), &log).layer(server.clone());
+
+    let mut request = get();
+    request.extensions_mut().insert(
+        RetryOverride::new()
+            .max_attempts(6)
+            .max_elapsed(millis(3500)),
+    );
+    service.clone().oneshot(request).await.unwrap();
+
+    assert_eq!(server.attempt_times_ms(), [0, 1000, 2000, 3000]);
+    assert_eq!(log.reasons(), [GiveUpReason::Deadline]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn override_disables_retries() {
+    let server = Scripted::new([status(503)]);
+    let log = EventLog::default();
+    let service = layer(builder(), &log).layer(server.clone());
+
+    let mut request = get();
+    request
+        .extensions_mut()
+        .insert(RetryOverride::new().disable());
+    let response = service.oneshot(request).await.unwrap();
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(server.calls().len(), 1);
+    assert_eq!(log.hooks(), [("give_up", 1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_request_closure_limits() {
+    let server = Scripted::new([status(503)]);
+    let classifier = HttpClassifier::default().per_request(|request: &http::Request<String>| {
+        if request.uri().path() == "/patient" {
+            RetryOverride::new().max_attempts(5)
+        } else {
+            RetryOverride::new()
+        }
+    });
+    let policy = RetryPolicy::builder(classifier)
+        .backoff(Constant::new(secs(1)))
+        .logging(Logging::off())
+        .build()
+        .unwrap();
+    let service = RetryLayer::new(policy).layer(server.clone());
+
+    let request = http::Request::get("/patient").body(String::new()).unwrap();
+    service.clone().oneshot(request).await.unwrap();
+    assert_eq!(server.calls().len(), 5);
+
+    service.oneshot(get()).await.unwrap();
+    assert_eq!(server.calls().len(), 8);
+}
