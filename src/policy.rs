@@ -1,7 +1,7 @@
 //! The retry policy: schedule, jitter, limits, classifier, hooks and budget in one value.
 
 use crate::backoff::{Backoff, Exponential, Interval};
-use crate::budget::Budget;
+use crate::budget::{Budget, TpsBudget};
 use crate::classify::Verdict;
 use crate::hooks::{DelaySource, Event, GiveUpReason, Hooks, OnGiveUp, OnRetry, OnSuccess};
 use crate::{ConfigError, ConfigErrorKind, Jitter, Logging};
@@ -23,6 +23,7 @@ use std::time::Duration;
 /// | `max_attempts` | 3, counting the first attempt |
 /// | `max_elapsed` | none |
 /// | `max_retry_after` | 60 s |
+/// | budget | [`TpsBudget::default`]: 20% of requests plus 10 retries per second over 10 s |
 /// | logging | [`Logging::default`] |
 ///
 /// ```
@@ -66,7 +67,7 @@ impl<C> RetryPolicy<C> {
             max_retry_after: Duration::from_secs(60).into(),
             hooks: (),
             logging: Logging::default(),
-            budget: None,
+            budget: Some(Arc::new(TpsBudget::default())),
             seed: None,
         }
     }
@@ -149,6 +150,10 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
             outcome,
         };
 
+        if let Some(budget) = &self.budget {
+            budget.record(verdict == Verdict::Success);
+        }
+
         let server_delay = match verdict {
             Verdict::Success => {
                 self.logging.success_event(&event);
@@ -213,7 +218,10 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
             Some(delay) => (delay, DelaySource::Server),
             None => {
                 let delay = scheduled.ok_or(GiveUpReason::ScheduleEnded)?;
-                (self.jittered(delay, &state.backoff, &mut state.rng), DelaySource::Schedule)
+                (
+                    self.jittered(delay, &state.backoff, &mut state.rng),
+                    DelaySource::Schedule,
+                )
             }
         };
 
@@ -224,10 +232,10 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
             }
         }
 
-        if let Some(budget) = &self.budget {
-            if !budget.withdraw() {
-                return Err(GiveUpReason::Budget);
-            }
+        if let Some(budget) = &self.budget
+            && !budget.withdraw()
+        {
+            return Err(GiveUpReason::Budget);
         }
 
         Ok(next_delay)
@@ -242,7 +250,11 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
     }
 
     /// Returns the limits for a request, after the classifier's per-request overrides.
-    pub(crate) fn limits(&self, max_attempts: Option<u32>, max_elapsed: Option<Duration>) -> Limits {
+    pub(crate) fn limits(
+        &self,
+        max_attempts: Option<u32>,
+        max_elapsed: Option<Duration>,
+    ) -> Limits {
         Limits {
             max_attempts: max_attempts.unwrap_or(self.max_attempts).max(1),
             max_elapsed: max_elapsed.or(self.max_elapsed),
@@ -332,7 +344,8 @@ impl<C, B, H> RetryPolicyBuilder<C, B, H> {
         self
     }
 
-    /// Sets a retry budget shared by every clone of the layer.
+    /// Sets the retry budget shared by every clone of the layer (default
+    /// [`TpsBudget::default`]).
     pub fn budget(mut self, budget: impl Budget + 'static) -> Self {
         self.budget = Some(Arc::new(budget));
         self

@@ -25,7 +25,7 @@ fn budget(ratio: f64, floor: f64, window: Duration) -> TpsBudget {
         .unwrap()
 }
 
-/// Withdraws until the budget refuses, and returns how many withdrawals succeeded.
+/// Withdraws until the budget rejects a withdrawal, and returns how many succeeded.
 fn drain(budget: &impl Budget) -> u64 {
     let mut withdrawn = 0;
     while budget.withdraw() {
@@ -96,7 +96,7 @@ async fn tps_window_slides() {
     }
     assert_eq!(budget.available(), 8);
 
-    // The first five deposits leave the window; the last three stay.
+    // The first five deposits leave the window, and the last three stay.
     tokio::time::advance(Duration::from_secs(5)).await;
     assert_eq!(budget.available(), 3);
 
@@ -121,7 +121,7 @@ async fn tps_withdrawals_expire_after_window() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn tps_defaults_match_finagle() {
+async fn tps_defaults_are_finagle_defaults() {
     let budget = TpsBudget::default();
     assert_eq!(budget.retry_ratio(), 0.2);
     assert_eq!(budget.min_retries_per_second(), 10.0);
@@ -342,8 +342,9 @@ impl Budget for CheckedThrottle {
 #[derive(Debug)]
 struct Failed;
 
-/// Sends `requests` requests through a layer with `budget` to a backend whose attempts
-/// succeed or fail as `succeeds` says, and returns how many attempts it served.
+/// Sends `requests` requests through a layer with `budget` to a backend whose attempts all
+/// succeed when `succeeds` is true and all fail otherwise, and returns how many attempts it
+/// served.
 async fn run_layer(budget: impl Budget + 'static, requests: u64, succeeds: bool) -> u64 {
     let attempts = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&attempts);
@@ -459,8 +460,8 @@ async fn default_budget_is_on() {
         .unwrap();
     let service = RetryLayer::new(policy).layer(backend);
 
-    // The reserve of 100 retries lasts 50 requests of two retries each, and the 20% share
-    // of 200 requests adds 40 retries more.
+    // 200 requests that each need two retries need more than the floor of 10 retries per
+    // second and 20% of the requests allow while they run.
     for request in 0..200 {
         assert!(service.clone().oneshot(request).await.is_err());
     }

@@ -183,7 +183,7 @@ async fn decorrelated_delays_through_layer() {
         assert!(delay <= previous * 3, "{delay:?}");
         previous = delay;
     }
-    // The backend answers at once, so the request lasts as long as its sleeps. Tokio's
+    // The backend returns at once, so the request lasts as long as its sleeps. Tokio's
     // timer rounds each deadline up to the next millisecond.
     let slept: Duration = delays.iter().sum();
     assert!(elapsed >= slept, "{elapsed:?} against {slept:?}");

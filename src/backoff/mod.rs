@@ -3,8 +3,9 @@
 //! A schedule is a small value that the policy clones for each request that needs a retry.
 //! Each call to [`Backoff::next_delay`] returns the delay before the next retry, or `None`
 //! when a finite schedule has run out, which ends the request. Every built-in schedule does
-//! constant work per step and stays at its cap once it reaches it, so the millionth retry
-//! costs the same as the second and never overflows.
+//! constant work per step and saturates instead of overflowing, so the millionth retry costs
+//! the same as the second. The deterministic schedules stay at their cap once they reach it,
+//! and [`Decorrelated`] keeps drawing between its base and its cap.
 //!
 //! | schedule | delays |
 //! |---|---|
@@ -13,6 +14,7 @@
 //! | [`Constant`] | the same interval forever |
 //! | [`List`] | a finite list of intervals, then the request gives up |
 //! | [`Linear`] | `initial + step * n`, capped |
+//! | [`Decorrelated`] | `min(cap, U(base, 3 * previous))`, the AWS formula; use it with [`Jitter::None`](crate::Jitter::None) |
 //! | [`FromIter`], [`FromFn`] | any `Iterator<Item = Duration>`, or a closure of the retry number |
 //!
 //! # Examples
@@ -32,6 +34,7 @@
 
 mod constant;
 mod custom;
+mod decorrelated;
 mod exponential;
 mod fibonacci;
 mod interval;
@@ -39,6 +42,7 @@ mod linear;
 
 pub use constant::{Constant, List};
 pub use custom::{FromFn, FromIter, from_fn, from_iter};
+pub use decorrelated::Decorrelated;
 pub use exponential::Exponential;
 pub use fibonacci::Fibonacci;
 pub use interval::Interval;
