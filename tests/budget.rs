@@ -144,6 +144,48 @@ async fn tps_tiny_window_does_not_panic() {
 }
 
 #[test]
+fn tps_counts_every_concurrent_deposit() {
+    // The threads use the real clock. A deposit counts for at least 54 s of the 60 s window,
+    // far longer than the test runs.
+    let budget = Arc::new(budget(0.5, 0.0, Duration::from_secs(60)));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let budget = Arc::clone(&budget);
+            std::thread::spawn(move || {
+                for _ in 0..10_000 {
+                    budget.deposit();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+
+    assert_eq!(budget.available(), 20_000);
+}
+
+#[test]
+fn throttle_stays_within_bounds_concurrently() {
+    let throttle = Arc::new(RetryThrottle::new(10, 0.5).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|thread| {
+            let throttle = Arc::clone(&throttle);
+            std::thread::spawn(move || {
+                for step in 0..20_000 {
+                    throttle.record((step + thread) % 3 == 0);
+                    let tokens = throttle.tokens();
+                    assert!((0.0..=10.0).contains(&tokens), "tokens {tokens}");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+#[test]
 fn tps_invalid_parameters_are_rejected() {
     let cases = [
         (
