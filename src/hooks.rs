@@ -135,7 +135,14 @@ impl<Res, E> fmt::Debug for Event<'_, Res, E> {
             .field("elapsed", &self.elapsed)
             .field("next_delay", &self.next_delay)
             .field("reason", &self.reason)
-            .field("outcome", &if self.outcome.is_ok() { "response" } else { "error" })
+            .field(
+                "outcome",
+                &if self.outcome.is_ok() {
+                    "response"
+                } else {
+                    "error"
+                },
+            )
             .finish()
     }
 }

@@ -87,7 +87,9 @@ impl Logging {
         let Some(level) = self.retry else { return };
         let (delay, source) = event
             .next_delay
-            .map_or((Duration::ZERO, ""), |(delay, source)| (delay, source.as_str()));
+            .map_or((Duration::ZERO, ""), |(delay, source)| {
+                (delay, source.as_str())
+            });
         emit!(
             level,
             attempt = event.attempt,
@@ -126,10 +128,13 @@ impl Logging {
 }
 
 fn outcome_name<Res, E>(event: &Event<'_, Res, E>) -> &'static str {
-    if event.outcome.is_ok() { "response" } else { "error" }
+    if event.outcome.is_ok() {
+        "response"
+    } else {
+        "error"
+    }
 }
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
-

@@ -27,12 +27,12 @@ impl<S, C, B, H> Retry<S, C, B, H> {
         Self { inner, policy }
     }
 
-    /// The inner service.
+    /// Returns a reference to the inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
-    /// The inner service, mutably.
+    /// Returns a mutable reference to the inner service.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -71,8 +71,8 @@ where
         let limits = self.policy.limits(max_attempts, max_elapsed);
         self.policy.deposit();
 
-        let retry = (may_retry && limits.max_attempts > 1)
-            .then(|| (self.inner.clone(), request.clone()));
+        let retry =
+            (may_retry && limits.max_attempts > 1).then(|| (self.inner.clone(), request.clone()));
         let future = self.inner.call(request);
 
         ResponseFuture::new(

@@ -302,3 +302,18 @@ async fn max_elapsed_reached() {
     assert_eq!(server.attempt_times_ms(), [0, 1000, 2000, 3000, 4000]);
     assert_eq!(log.reasons(), [GiveUpReason::Deadline]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn retry_resends_full_body() {
+    let server = TestServer::start(vec![Answer::Status(503)]).await;
+    let service = RetryLayer::new(builder().build().unwrap()).layer(client());
+
+    let response = service
+        .oneshot(request(Method::PUT, &server.url(), "{\"name\":\"tower\"}"))
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let body = Bytes::from_static(b"{\"name\":\"tower\"}");
+    assert_eq!(server.bodies(), [body.clone(), body]);
+}

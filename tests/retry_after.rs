@@ -331,3 +331,34 @@ async fn delay_headers_read_in_order() {
     assert_eq!(log.delays(), [Duration::from_millis(250), secs(3)]);
     assert_eq!(server.attempt_times_ms(), [0, 250, 3250]);
 }
+
+/// Runs the date cases in a child process of this test binary with a far-off local time
+/// zone, because the parser must read HTTP-dates as UTC whatever `TZ` says.
+#[test]
+fn http_dates_ignore_local_time_zone() {
+    for zone in ["Pacific/Kiritimati", "America/St_Johns", "UTC"] {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "http_dates_in_child_zone",
+                "--include-ignored",
+                "--quiet",
+            ])
+            .env("TZ", zone)
+            .env("TOWER_BACKOFF_TZ_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "TZ={zone}: {stdout}");
+        assert!(stdout.contains("1 passed"), "TZ={zone}: {stdout}");
+    }
+}
+
+#[test]
+#[ignore = "run by http_dates_ignore_local_time_zone with TZ set"]
+fn http_dates_in_child_zone() {
+    assert_eq!(std::env::var("TOWER_BACKOFF_TZ_CHILD").as_deref(), Ok("1"));
+    assert_eq!(parse(b"Mon, 03 Jun 2019 11:30:12 GMT"), Some(secs(1812)));
+    assert_eq!(parse(b"Mon, 03 Jun 2019 11:00:40 GMT"), Some(secs(40)));
+    assert_eq!(parse(b"Mon, 03 Jun 2019 10:00:00 GMT"), None);
+}

@@ -1,6 +1,7 @@
 use super::Backoff;
 use crate::ConfigError;
 use rand::rngs::SmallRng;
+use std::fmt;
 use std::time::Duration;
 
 /// A schedule read from any cloneable iterator of delays. See [`from_iter`].
@@ -64,7 +65,7 @@ where
 
 /// A schedule computed by a closure of the retry number (1 for the first retry). See
 /// [`from_fn`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FromFn<F> {
     delay: F,
     retry: u32,
@@ -120,5 +121,14 @@ where
 
     fn validate(&self) -> Result<(), ConfigError> {
         Ok(())
+    }
+}
+
+impl<F> fmt::Debug for FromFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FromFn")
+            .field("retry", &self.retry)
+            .field("max_delay", &self.max_delay)
+            .finish_non_exhaustive()
     }
 }

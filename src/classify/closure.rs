@@ -1,6 +1,6 @@
 //! Classifiers built from closures.
 
-use super::{Classify, Plan, Verdict};
+use super::{Classify, Plan, RetryOverride, Verdict};
 use std::fmt;
 
 /// Retries errors for which a closure returns `true`. See [`on_error`].
@@ -156,7 +156,7 @@ where
     }
 }
 
-/// Adjusts each request's [`Plan`] on top of another classifier. See
+/// Applies a per-request [`RetryOverride`] on top of another classifier. See
 /// [`ClassifyExt::per_request`](super::ClassifyExt::per_request).
 #[derive(Clone, Copy)]
 pub struct PerRequest<C, F> {
@@ -173,12 +173,12 @@ impl<C, F> PerRequest<C, F> {
 impl<Req, Res, E, C, F> Classify<Req, Res, E> for PerRequest<C, F>
 where
     C: Classify<Req, Res, E>,
-    F: Fn(&Req, Plan<C::Facts>) -> Plan<C::Facts>,
+    F: Fn(&Req) -> RetryOverride,
 {
     type Facts = C::Facts;
 
     fn plan(&self, request: &Req) -> Plan<C::Facts> {
-        (self.adjust)(request, self.inner.plan(request))
+        (self.adjust)(request).apply(self.inner.plan(request))
     }
 
     fn classify(&self, facts: &C::Facts, outcome: &Result<Res, E>) -> Verdict {

@@ -1,7 +1,9 @@
 //! The default classifier for HTTP clients.
 
 use super::retry_after::response_date;
-use super::{Classify, DelayHeader, Plan, TransportError, TransportFailure, Verdict};
+use super::{
+    Classify, DelayHeader, Plan, RetryOverride, TransportError, TransportFailure, Verdict,
+};
 use http::{HeaderName, Method, Request, Response, StatusCode};
 use std::time::{Duration, SystemTime};
 
@@ -22,17 +24,22 @@ use std::time::{Duration, SystemTime};
 /// A request that no outcome could make retryable under these rules is not cloned.
 ///
 /// ```
-/// use http::{Method, Request, Response, StatusCode};
+/// use http::{Request, Response};
 /// use tower_backoff::classify::{Classify, HttpClassifier, Verdict};
+///
+/// type Http = dyn Classify<Request<()>, Response<()>, std::io::Error, Facts = tower_backoff::classify::HttpFacts>;
 ///
 /// let classifier = HttpClassifier::default();
 /// let post = Request::post("/orders").body(()).unwrap();
-/// let plan = Classify::<_, Response<()>, std::io::Error>::plan(&classifier, &post);
+/// let plan = <HttpClassifier as Classify<_, Response<()>, std::io::Error>>::plan(&classifier, &post);
 ///
 /// let unavailable = Response::builder().status(503).body(()).unwrap();
-/// assert_eq!(classifier.classify(plan.facts(), &Ok(unavailable)), Verdict::Fatal);
+/// let verdict = (&classifier as &Http).classify(plan.facts(), &Ok(unavailable));
+/// assert_eq!(verdict, Verdict::Fatal);
+///
 /// let too_many = Response::builder().status(429).body(()).unwrap();
-/// assert_eq!(classifier.classify(plan.facts(), &Ok(too_many)), Verdict::Retry(None));
+/// let verdict = (&classifier as &Http).classify(plan.facts(), &Ok(too_many));
+/// assert_eq!(verdict, Verdict::Retry(None));
 /// ```
 #[derive(Debug, Clone)]
 pub struct HttpClassifier {
@@ -54,70 +61,6 @@ pub struct HttpClassifier {
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Idempotent;
-
-/// A request extension that changes the retry policy for one request.
-///
-/// [`HttpClassifier`] reads it when the request enters the layer.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_backoff::classify::RetryOverride;
-///
-/// let mut request = http::Request::get("/report").body(()).unwrap();
-/// request
-///     .extensions_mut()
-///     .insert(RetryOverride::new().max_attempts(5).max_elapsed(Duration::from_secs(20)));
-///
-/// let mut health_check = http::Request::get("/health").body(()).unwrap();
-/// health_check.extensions_mut().insert(RetryOverride::new().disable());
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RetryOverride {
-    disabled: bool,
-    max_attempts: Option<u32>,
-    max_elapsed: Option<Duration>,
-}
-
-impl RetryOverride {
-    /// Creates an override that changes nothing.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Switches retries off: the request is sent once, without being cloned.
-    #[must_use]
-    pub fn disable(mut self) -> Self {
-        self.disabled = true;
-        self
-    }
-
-    /// Sets the attempt limit, counting the first attempt. Zero counts as one attempt.
-    #[must_use]
-    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
-        self.max_attempts = Some(max_attempts);
-        self
-    }
-
-    /// Sets the deadline over all attempts and sleeps.
-    #[must_use]
-    pub fn max_elapsed(mut self, max_elapsed: Duration) -> Self {
-        self.max_elapsed = Some(max_elapsed);
-        self
-    }
-
-    fn apply<F>(&self, mut plan: Plan<F>) -> Plan<F> {
-        if self.disabled {
-            plan = plan.no_retry();
-        }
-        if let Some(max_attempts) = self.max_attempts {
-            plan = plan.max_attempts(max_attempts);
-        }
-        if let Some(max_elapsed) = self.max_elapsed {
-            plan = plan.max_elapsed(max_elapsed);
-        }
-        plan
-    }
-}
 
 /// What [`HttpClassifier`] keeps of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +259,8 @@ impl FromIterator<StatusCode> for StatusSet {
 
 impl std::fmt::Debug for StatusSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let codes = (0..1024u16).filter(|code| self.0[usize::from(*code) / 64] & (1 << (code % 64)) != 0);
+        let codes =
+            (0..1024u16).filter(|code| self.0[usize::from(*code) / 64] & (1 << (code % 64)) != 0);
         f.debug_set().entries(codes).finish()
     }
 }

@@ -71,6 +71,77 @@ impl<F> Plan<F> {
     }
 
     pub(crate) fn into_parts(self) -> (F, bool, Option<u32>, Option<Duration>) {
-        (self.facts, self.may_retry, self.max_attempts, self.max_elapsed)
+        (
+            self.facts,
+            self.may_retry,
+            self.max_attempts,
+            self.max_elapsed,
+        )
+    }
+}
+
+/// A change to the retry policy for one request.
+///
+/// [`HttpClassifier`](super::HttpClassifier) reads it from the request extensions when the
+/// request enters the layer, and [`ClassifyExt::per_request`](super::ClassifyExt::per_request)
+/// takes it from a closure for any request type.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_backoff::classify::RetryOverride;
+///
+/// let mut request = http::Request::get("/report").body(()).unwrap();
+/// request
+///     .extensions_mut()
+///     .insert(RetryOverride::new().max_attempts(5).max_elapsed(Duration::from_secs(20)));
+///
+/// let mut health_check = http::Request::get("/health").body(()).unwrap();
+/// health_check.extensions_mut().insert(RetryOverride::new().disable());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryOverride {
+    disabled: bool,
+    max_attempts: Option<u32>,
+    max_elapsed: Option<Duration>,
+}
+
+impl RetryOverride {
+    /// Creates an override that changes nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Switches retries off: the request is sent once, without being cloned.
+    #[must_use]
+    pub fn disable(mut self) -> Self {
+        self.disabled = true;
+        self
+    }
+
+    /// Sets the attempt limit, counting the first attempt. Zero counts as one attempt.
+    #[must_use]
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = Some(max_attempts);
+        self
+    }
+
+    /// Sets the deadline over all attempts and sleeps.
+    #[must_use]
+    pub fn max_elapsed(mut self, max_elapsed: Duration) -> Self {
+        self.max_elapsed = Some(max_elapsed);
+        self
+    }
+
+    pub(crate) fn apply<F>(&self, mut plan: Plan<F>) -> Plan<F> {
+        if self.disabled {
+            plan = plan.no_retry();
+        }
+        if let Some(max_attempts) = self.max_attempts {
+            plan = plan.max_attempts(max_attempts);
+        }
+        if let Some(max_elapsed) = self.max_elapsed {
+            plan = plan.max_elapsed(max_elapsed);
+        }
+        plan
     }
 }

@@ -3,7 +3,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A response header that carries the delay a server asks for.
+/// A response header that carries the delay a server requests.
 ///
 /// [`HttpClassifier`](super::HttpClassifier) reads its list of sources in order and uses the
 /// first valid one. A missing, invalid, zero or past value is ignored, so the backoff schedule
@@ -60,7 +60,7 @@ impl DelayHeader {
 /// 9110 section 5.6.7, with optional surrounding spaces and tabs. Returns `None` for an
 /// invalid value (a sign, a fraction, text, non-ASCII bytes), for zero and for a date that is
 /// not in the future, so that the caller falls back to its backoff schedule. A number of
-/// seconds too large for `u64` returns [`Duration::MAX`]: the server asks for longer than any
+/// seconds too large for `u64` returns [`Duration::MAX`]: the server requests longer than any
 /// cap.
 ///
 /// ```
@@ -78,7 +78,9 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
 
     if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
         // Digits only, so a parse error can only be an overflow.
-        let seconds = text.parse::<u64>().map_or(Duration::MAX, Duration::from_secs);
+        let seconds = text
+            .parse::<u64>()
+            .map_or(Duration::MAX, Duration::from_secs);
         return Some(seconds).filter(|delay| !delay.is_zero());
     }
 
