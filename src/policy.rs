@@ -151,7 +151,11 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
         };
 
         if let Some(budget) = &self.budget {
-            budget.record(verdict == Verdict::Success);
+            match verdict {
+                Verdict::Success => budget.record(true),
+                Verdict::Retry(_) => budget.record(false),
+                Verdict::Fatal => {}
+            }
         }
 
         let server_delay = match verdict {
