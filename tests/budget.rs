@@ -584,3 +584,28 @@ async fn throttle_limits_total_outage() {
         result.attempts
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn throttle_ignores_fatal_outcomes() {
+    let throttle = CheckedThrottle::new(10, 0.1);
+    let attempts = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&attempts);
+    let backend = tower::service_fn(move |_request: u64| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        async move { Err::<(), _>(Failed) }
+    });
+    // Every error is fatal, like a stream of 404 responses from a healthy server.
+    let policy = RetryPolicy::builder(on_error(|_: &Failed| false))
+        .budget(throttle.clone())
+        .logging(Logging::off())
+        .build()
+        .unwrap();
+    let service = RetryLayer::new(policy).layer(backend);
+
+    for request in 0..100 {
+        let _ = service.clone().oneshot(request).await;
+    }
+
+    assert_eq!(attempts.load(Ordering::Relaxed), 100);
+    assert_eq!(throttle.inner.tokens(), 10.0);
+}
