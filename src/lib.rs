@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod body;
 pub mod budget;
 pub mod classify;
 mod error;

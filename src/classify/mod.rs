@@ -35,14 +35,17 @@
 //! ```
 
 mod closure;
+mod grpc;
 mod http;
 mod plan;
 mod retry_after;
 mod transport;
 
 pub use closure::{GiveUpIf, OnError, OnResponse, OnResult, PerRequest, on_error, on_response, on_result};
-pub use http::{HttpClassifier, HttpFacts, Idempotent, RetryOverride};
-pub use plan::Plan;
+pub use crate::body::Replayable;
+pub use grpc::{GrpcClassifier, GrpcFacts};
+pub use http::{HttpClassifier, HttpFacts, Idempotent};
+pub use plan::{Plan, RetryOverride};
 pub use retry_after::{DelayHeader, parse_retry_after};
 pub use transport::{TransportError, TransportFailure};
 

@@ -1,0 +1,404 @@
+//! The default classifier for gRPC clients such as tonic.
+
+use super::plan::RetryOverride;
+use super::{Classify, Idempotent, Plan, TransportError, TransportFailure, Verdict};
+use http::{HeaderMap, Request, Response, StatusCode};
+use std::time::Duration;
+
+/// The gRPC status code `OK`.
+const OK: i32 = 0;
+/// The gRPC status code `UNKNOWN`.
+const UNKNOWN: i32 = 2;
+/// The gRPC status code `PERMISSION_DENIED`.
+const PERMISSION_DENIED: i32 = 7;
+/// The gRPC status code `UNIMPLEMENTED`.
+const UNIMPLEMENTED: i32 = 12;
+/// The gRPC status code `INTERNAL`.
+const INTERNAL: i32 = 13;
+/// The gRPC status code `UNAVAILABLE`, the only code retried by default.
+const UNAVAILABLE: i32 = 14;
+/// The gRPC status code `UNAUTHENTICATED`.
+const UNAUTHENTICATED: i32 = 16;
+
+const GRPC_STATUS: &str = "grpc-status";
+const GRPC_RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
+
+/// The default gRPC classifier.
+///
+/// It works on `http::Request<B>` and `http::Response<B>`, so it fits a tonic `Channel`
+/// or any other gRPC client built on the `http` crate. Status codes are the numbers of the
+/// gRPC specification; with tonic, `tonic::Code::Unavailable as i32` is 14.
+///
+/// - A response is classified by its head. A `grpc-status` header in the head means a
+///   trailers-only response: the call failed before any message. Its code is retried when
+///   it is one of the retryable codes (default `UNAVAILABLE`, 14), for every call, because
+///   that list states which failures the caller considers safe to repeat.
+/// - A retryable response's `grpc-retry-pushback-ms` header sets the exact delay before the
+///   next attempt. A negative or invalid value means that the server requests no retry, so
+///   the response is fatal.
+/// - A head with `grpc-status: 0` (OK), or with no `grpc-status` at all, is a success: the
+///   server has started its response, so the call is committed and never retried, even if
+///   its trailers later carry an error.
+/// - A head with an HTTP status other than 200 and no `grpc-status` comes from a proxy, not
+///   from a gRPC server. Its status is mapped to a gRPC code as the gRPC project's HTTP to
+///   gRPC status mapping does: 429, 502, 503 and 504 become `UNAVAILABLE`.
+/// - A transport error that proves the request was never sent is retried for every call;
+///   other transport errors only for calls marked with [`Idempotent`], because a gRPC call
+///   may change state on the server (see [`TransportError`]).
+///
+/// A [`RetryOverride`] request extension changes the limits of one call, or switches its
+/// retries off, as it does for [`HttpClassifier`](super::HttpClassifier).
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{Request, Response};
+/// use tower_backoff::classify::{Classify, GrpcClassifier, Verdict};
+///
+/// let classifier = GrpcClassifier::default();
+/// let call = Request::post("/grpc.health.v1.Health/Check").body(()).unwrap();
+/// let plan = Classify::<_, Response<()>, std::io::Error>::plan(&classifier, &call);
+/// let classify = |response: Response<()>| {
+///     Classify::<Request<()>, _, std::io::Error>::classify(&classifier, plan.facts(), &Ok(response))
+/// };
+///
+/// let unavailable = Response::builder()
+///     .header("grpc-status", "14")
+///     .header("grpc-retry-pushback-ms", "250")
+///     .body(())
+///     .unwrap();
+/// assert_eq!(classify(unavailable), Verdict::Retry(Some(Duration::from_millis(250))));
+///
+/// let invalid_argument = Response::builder().header("grpc-status", "3").body(()).unwrap();
+/// assert_eq!(classify(invalid_argument), Verdict::Fatal);
+///
+/// let streaming = Response::builder().body(()).unwrap();
+/// assert_eq!(classify(streaming), Verdict::Success);
+/// ```
+#[derive(Debug, Clone)]
+pub struct GrpcClassifier {
+    codes: Vec<i32>,
+    retry_transport_errors: bool,
+}
+
+/// The facts that [`GrpcClassifier`] keeps of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcFacts {
+    idempotent: bool,
+}
+
+impl GrpcFacts {
+    /// Returns whether the call is marked with [`Idempotent`].
+    pub fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+}
+
+impl Default for GrpcClassifier {
+    fn default() -> Self {
+        Self {
+            codes: vec![UNAVAILABLE],
+            retry_transport_errors: true,
+        }
+    }
+}
+
+impl GrpcClassifier {
+    /// Replaces the retryable status codes. An empty list retries no response.
+    #[must_use]
+    pub fn retryable_codes(mut self, codes: impl IntoIterator<Item = i32>) -> Self {
+        self.codes = codes.into_iter().collect();
+        self
+    }
+
+    /// Adds one retryable status code, for example `RESOURCE_EXHAUSTED` (8).
+    #[must_use]
+    pub fn retry_code(mut self, code: i32) -> Self {
+        if !self.codes.contains(&code) {
+            self.codes.push(code);
+        }
+        self
+    }
+
+    /// Sets whether transport errors are retried (default `true`).
+    #[must_use]
+    pub fn retry_transport_errors(mut self, retry: bool) -> Self {
+        self.retry_transport_errors = retry;
+        self
+    }
+
+    /// Returns the retryable status codes.
+    pub fn codes(&self) -> &[i32] {
+        &self.codes
+    }
+
+    fn classify_response<B>(&self, response: &Response<B>) -> Verdict {
+        let code = match response_code(response) {
+            None | Some(OK) => return Verdict::Success,
+            Some(code) => code,
+        };
+        if !self.codes.contains(&code) {
+            return Verdict::Fatal;
+        }
+
+        match pushback(response.headers()) {
+            Pushback::Absent => Verdict::Retry(None),
+            Pushback::Delay(delay) => Verdict::Retry(Some(delay)),
+            Pushback::DoNotRetry => Verdict::Fatal,
+        }
+    }
+
+    fn classify_error<E: TransportError>(&self, facts: GrpcFacts, error: &E) -> Verdict {
+        if !self.retry_transport_errors {
+            return Verdict::Fatal;
+        }
+        match error.transport_failure() {
+            Some(TransportFailure::NotSent) => Verdict::Retry(None),
+            Some(TransportFailure::MaybeSent) if facts.idempotent => Verdict::Retry(None),
+            _ => Verdict::Fatal,
+        }
+    }
+}
+
+impl<B, ResBody, E> Classify<Request<B>, Response<ResBody>, E> for GrpcClassifier
+where
+    E: TransportError,
+{
+    type Facts = GrpcFacts;
+
+    fn plan(&self, request: &Request<B>) -> Plan<GrpcFacts> {
+        let facts = GrpcFacts {
+            idempotent: request.extensions().get::<Idempotent>().is_some(),
+        };
+        let mut plan = Plan::new(facts);
+        if self.codes.is_empty() && !self.retry_transport_errors {
+            plan = plan.no_retry();
+        }
+        match request.extensions().get::<RetryOverride>() {
+            Some(retry_override) => retry_override.apply(plan),
+            None => plan,
+        }
+    }
+
+    fn classify(&self, facts: &GrpcFacts, outcome: &Result<Response<ResBody>, E>) -> Verdict {
+        match outcome {
+            Ok(response) => self.classify_response(response),
+            Err(error) => self.classify_error(*facts, error),
+        }
+    }
+}
+
+/// Returns the gRPC status code in a response head, or `None` when the head carries none
+/// because the server has started a normal response.
+fn response_code<B>(response: &Response<B>) -> Option<i32> {
+    if let Some(value) = response.headers().get(GRPC_STATUS) {
+        // A malformed code is UNKNOWN, as tonic 0.14 reads it.
+        let code = value.to_str().ok().and_then(|text| text.parse().ok());
+        return Some(code.unwrap_or(UNKNOWN));
+    }
+
+    let status = response.status();
+    if status == StatusCode::OK {
+        return None;
+    }
+    Some(code_for_http_status(status))
+}
+
+/// Maps the HTTP status of a response without `grpc-status`, which a proxy sent, to a gRPC
+/// code. The table is the one tonic 0.14 uses, taken from the gRPC project's document
+/// "HTTP to gRPC Status Code Mapping".
+fn code_for_http_status(status: StatusCode) -> i32 {
+    match status.as_u16() {
+        400 => INTERNAL,
+        401 => UNAUTHENTICATED,
+        403 => PERMISSION_DENIED,
+        404 => UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => UNAVAILABLE,
+        _ => UNKNOWN,
+    }
+}
+
+/// The `grpc-retry-pushback-ms` header of a retryable response, parsed.
+enum Pushback {
+    /// No header: the backoff schedule decides the delay.
+    Absent,
+    /// Retry after exactly this delay.
+    Delay(Duration),
+    /// A negative or invalid value, by which the server requests no retry.
+    DoNotRetry,
+}
+
+fn pushback(headers: &HeaderMap) -> Pushback {
+    let Some(value) = headers.get(GRPC_RETRY_PUSHBACK_MS) else {
+        return Pushback::Absent;
+    };
+    let Ok(text) = value.to_str() else {
+        return Pushback::DoNotRetry;
+    };
+
+    let text = text.trim();
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Pushback::DoNotRetry;
+    }
+    // Digits only, so a parse error can only be an overflow. Such a delay is longer than any
+    // cap, so the policy's `max_retry_after` turns it into a give-up.
+    let delay = text
+        .parse::<u64>()
+        .map_or(Duration::MAX, Duration::from_millis);
+    Pushback::Delay(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> Response<()> {
+        let mut builder = Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    type Outcome = Result<Response<()>, std::io::Error>;
+
+    fn classify(classifier: &GrpcClassifier, call: &Request<()>, outcome: Outcome) -> Verdict {
+        let plan = Classify::<_, Response<()>, std::io::Error>::plan(classifier, call);
+        Classify::<Request<()>, _, _>::classify(classifier, plan.facts(), &outcome)
+    }
+
+    fn verdict(classifier: &GrpcClassifier, response: Response<()>) -> Verdict {
+        let call = Request::post("/test.Service/Call").body(()).unwrap();
+        classify(classifier, &call, Ok(response))
+    }
+
+    #[test]
+    fn grpc_status_table() {
+        let classifier = GrpcClassifier::default();
+        // The HTTP status, the response headers and the expected verdict.
+        type Case = (u16, &'static [(&'static str, &'static str)], Verdict);
+        let cases: &[Case] = &[
+            (200, &[], Verdict::Success),
+            (200, &[("grpc-status", "0")], Verdict::Success),
+            (200, &[("grpc-status", "14")], Verdict::Retry(None)),
+            (200, &[("grpc-status", " 14 ")], Verdict::Fatal),
+            (200, &[("grpc-status", "3")], Verdict::Fatal),
+            (200, &[("grpc-status", "4")], Verdict::Fatal),
+            (200, &[("grpc-status", "8")], Verdict::Fatal),
+            (200, &[("grpc-status", "unavailable")], Verdict::Fatal),
+            (503, &[], Verdict::Retry(None)),
+            (502, &[], Verdict::Retry(None)),
+            (429, &[], Verdict::Retry(None)),
+            (404, &[], Verdict::Fatal),
+            (500, &[], Verdict::Fatal),
+            // The gRPC code wins over the HTTP status.
+            (503, &[("grpc-status", "3")], Verdict::Fatal),
+        ];
+        for (status, headers, expected) in cases {
+            let actual = verdict(&classifier, response(*status, headers));
+            assert_eq!(actual, *expected, "status {status}, headers {headers:?}");
+        }
+    }
+
+    #[test]
+    fn pushback_table() {
+        let classifier = GrpcClassifier::default();
+        let cases: &[(&str, Verdict)] = &[
+            ("0", Verdict::Retry(Some(Duration::ZERO))),
+            ("250", Verdict::Retry(Some(Duration::from_millis(250)))),
+            (
+                "99999999999999999999999",
+                Verdict::Retry(Some(Duration::MAX)),
+            ),
+            ("-1", Verdict::Fatal),
+            ("1.5", Verdict::Fatal),
+            ("soon", Verdict::Fatal),
+            ("", Verdict::Fatal),
+        ];
+        for (value, expected) in cases {
+            let unavailable = response(
+                200,
+                &[("grpc-status", "14"), ("grpc-retry-pushback-ms", value)],
+            );
+            assert_eq!(
+                verdict(&classifier, unavailable),
+                *expected,
+                "pushback {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pushback_on_fatal_code_ignored() {
+        let classifier = GrpcClassifier::default();
+        let denied = response(
+            200,
+            &[("grpc-status", "7"), ("grpc-retry-pushback-ms", "10")],
+        );
+        assert_eq!(verdict(&classifier, denied), Verdict::Fatal);
+    }
+
+    #[test]
+    fn configured_codes() {
+        let classifier = GrpcClassifier::default().retryable_codes([8]);
+        let exhausted = response(200, &[("grpc-status", "8")]);
+        assert_eq!(verdict(&classifier, exhausted), Verdict::Retry(None));
+        let unavailable = response(200, &[("grpc-status", "14")]);
+        assert_eq!(verdict(&classifier, unavailable), Verdict::Fatal);
+
+        let classifier = GrpcClassifier::default().retry_code(8);
+        assert_eq!(classifier.codes(), [UNAVAILABLE, 8]);
+    }
+
+    #[test]
+    fn transport_errors_by_idempotency() {
+        let classifier = GrpcClassifier::default();
+        let refused = || Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let reset = || Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+
+        let call = Request::post("/test.Service/Call").body(()).unwrap();
+        assert_eq!(
+            classify(&classifier, &call, refused()),
+            Verdict::Retry(None)
+        );
+        assert_eq!(classify(&classifier, &call, reset()), Verdict::Fatal);
+
+        let mut marked = Request::post("/test.Service/Call").body(()).unwrap();
+        marked.extensions_mut().insert(Idempotent);
+        assert_eq!(
+            classify(&classifier, &marked, refused()),
+            Verdict::Retry(None)
+        );
+        assert_eq!(
+            classify(&classifier, &marked, reset()),
+            Verdict::Retry(None)
+        );
+
+        let off = GrpcClassifier::default().retry_transport_errors(false);
+        assert_eq!(classify(&off, &marked, refused()), Verdict::Fatal);
+    }
+
+    #[test]
+    fn retry_override_applies() {
+        let classifier = GrpcClassifier::default();
+        let mut call = Request::post("/test.Service/Call").body(()).unwrap();
+        call.extensions_mut()
+            .insert(RetryOverride::new().max_attempts(7));
+        let plan = Classify::<_, Response<()>, std::io::Error>::plan(&classifier, &call);
+        assert_eq!(plan.attempts_override(), Some(7));
+        assert!(plan.may_retry());
+
+        call.extensions_mut().insert(RetryOverride::new().disable());
+        let plan = Classify::<_, Response<()>, std::io::Error>::plan(&classifier, &call);
+        assert!(!plan.may_retry());
+    }
+
+    #[test]
+    fn nothing_retryable_plans_no_retry() {
+        let classifier = GrpcClassifier::default()
+            .retryable_codes([])
+            .retry_transport_errors(false);
+        let call = Request::post("/test.Service/Call").body(()).unwrap();
+        let plan = Classify::<_, Response<()>, std::io::Error>::plan(&classifier, &call);
+        assert!(!plan.may_retry());
+    }
+}
