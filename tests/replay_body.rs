@@ -60,6 +60,8 @@ struct Received {
     len: u64,
     hash: u64,
     trailers: Option<HeaderMap>,
+    /// Whether the body reached its end without a stream error.
+    complete: bool,
 }
 
 struct TestServer {
@@ -150,9 +152,13 @@ async fn read_body(mut body: Incoming) -> Received {
         len: 0,
         hash: FNV_OFFSET,
         trailers: None,
+        complete: true,
     };
     while let Some(frame) = body.frame().await {
-        let frame = frame.expect("the request body streams without error");
+        let Ok(frame) = frame else {
+            received.complete = false;
+            break;
+        };
         if let Some(data) = frame.data_ref() {
             received.len += data.len() as u64;
             received.hash = fnv1a(received.hash, data);
@@ -206,6 +212,7 @@ fn expected(len: u64) -> Received {
         len,
         hash,
         trailers: Some(trailers(len)),
+        complete: true,
     }
 }
 
@@ -245,6 +252,12 @@ fn request(method: Method, uri: String, body: TestBody) -> Request<TestBody> {
         .unwrap()
 }
 
+fn client(protocol: Protocol) -> Client<HttpConnector, ReplayBody<TestBody>> {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.http2_only(protocol == Protocol::Http2);
+    builder.build_http()
+}
+
 /// Sends one request through `ReplayBodyLayer` and `RetryLayer` to a hyper-util client,
 /// and returns the response status with the replay handle of the request.
 async fn send(
@@ -252,9 +265,7 @@ async fn send(
     cap: usize,
     request: Request<TestBody>,
 ) -> (StatusCode, ReplayHandle) {
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder.http2_only(protocol == Protocol::Http2);
-    let client: Client<HttpConnector, ReplayBody<TestBody>> = builder.build_http();
+    let client = client(protocol);
 
     // Zero delays: these tests check bodies, not schedules.
     let policy = RetryPolicy::builder(Replayable::new(HttpClassifier::default()))
@@ -487,6 +498,43 @@ async fn small_cap_applies() {
         );
         assert!(handle.max_buffered_bytes() <= 100, "{len} bytes");
     }
+}
+
+async fn check_without_replayable(protocol: Protocol) {
+    // A plain `HttpClassifier` retries the 503 even though the body passed the cap. The
+    // retry's body then fails at its first poll, so the server never receives a second
+    // complete body, and the caller gets an error instead of a wrong upload.
+    let server = TestServer::start(vec![Answer::ReadThen(503)]).await;
+    let policy = RetryPolicy::builder(HttpClassifier::default())
+        .backoff(Constant::new(Duration::ZERO))
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new()
+        .layer(ReplayBodyLayer::default())
+        .layer(RetryLayer::new(policy))
+        .service(client(protocol));
+    let put = request(Method::PUT, server.uri(), generated_body(2 * CAP));
+
+    let outcome = service.oneshot(put).await;
+
+    assert!(outcome.is_err(), "{protocol:?}: the retry fails");
+    let received = server.received();
+    let complete: Vec<&Received> = received.iter().filter(|body| body.complete).collect();
+    assert_eq!(
+        complete,
+        [&expected(2 * CAP)],
+        "{protocol:?}: one complete body"
+    );
+}
+
+#[tokio::test]
+async fn without_replayable_no_partial_retry_http1() {
+    check_without_replayable(Protocol::Http1).await;
+}
+
+#[tokio::test]
+async fn without_replayable_no_partial_retry_http2() {
+    check_without_replayable(Protocol::Http2).await;
 }
 
 #[tokio::test]

@@ -32,7 +32,8 @@
 //! - the body returns an error.
 //!
 //! A retry never sends a truncated, empty or duplicated body: a clone that cannot send the
-//! whole body returns a [`ReplayError`] instead.
+//! whole body returns a [`ReplayError`] at its first poll instead. With [`Replayable`] such
+//! a retry never starts. Without it, the retry fails with a body error from the client.
 //!
 //! # Examples
 //!

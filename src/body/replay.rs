@@ -390,11 +390,16 @@ where
             Role::Recording | Role::Forwarding => self.source_size_hint(),
             Role::Idle => {
                 let state = self.recording.lock();
-                if state.phase == Phase::Complete {
-                    return replay_size_hint(&state, 0);
+                match state.phase {
+                    Phase::Complete => replay_size_hint(&state, 0),
+                    Phase::Unread | Phase::Oversized => {
+                        drop(state);
+                        self.source_size_hint()
+                    }
+                    // This clone fails at its first poll. An exact hint of zero would let
+                    // hyper send an empty body with `Content-Length: 0` and never poll it.
+                    Phase::Recording | Phase::Forwarding | Phase::Spent => SizeHint::new(),
                 }
-                drop(state);
-                self.source_size_hint()
             }
         }
     }
