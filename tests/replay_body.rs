@@ -537,6 +537,51 @@ async fn without_replayable_no_partial_retry_http2() {
     check_without_replayable(Protocol::Http2).await;
 }
 
+/// A body with an exact size hint that finds its end only at the poll after its last data
+/// frame, as a stream of a known length does.
+struct KnownLength {
+    inner: TestBody,
+    len: u64,
+}
+
+impl Body for KnownLength {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.len)
+    }
+}
+
+#[tokio::test]
+async fn known_length_http1_sent_once() {
+    // hyper drops an HTTP/1.1 body after `Content-Length` bytes without polling its end, so
+    // the recording never completes and the 503 is returned instead of a retry.
+    let server = TestServer::start(vec![Answer::ReadThen(503)]).await;
+    let data = generated_chunks(5000).map(|chunk| Ok(Frame::data(chunk)));
+    let inner = StreamBody::new(tokio_stream::iter(data)).boxed_unsync();
+    let body = KnownLength { inner, len: 5000 }.boxed_unsync();
+
+    let (status, handle) = send(
+        Protocol::Http1,
+        DEFAULT_CAP,
+        request(Method::PUT, server.uri(), body),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(server.attempts(), 1);
+    assert_eq!(server.received()[0].len, 5000);
+    assert!(!handle.is_replayable());
+}
+
 #[tokio::test]
 async fn unread_body_retried_after_refused_connection() {
     // The first attempt fails before it reads the body, as a refused connection does, so

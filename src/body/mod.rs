@@ -29,7 +29,11 @@
 //!   the recording is dropped, so the memory held never exceeds the cap;
 //! - the outcome (a response or an error) arrives before the body was sent to its end, for
 //!   example when a server answers before it reads the body;
-//! - the body returns an error.
+//! - the body returns an error;
+//! - over HTTP/1.1, the body has an exact size hint but does not report
+//!   [`is_end_stream`](http_body::Body::is_end_stream) after its last data frame. hyper
+//!   stops polling it once it has written `Content-Length` bytes, so the end is never seen.
+//!   `Full` and `Empty` report their end.
 //!
 //! A retry never sends a truncated, empty or duplicated body: a clone that cannot send the
 //! whole body returns a [`ReplayError`] at its first poll instead. With [`Replayable`] such

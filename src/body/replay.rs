@@ -318,6 +318,10 @@ where
 
         // Trailers are the last frame of a body. hyper stops polling once `is_end_stream`
         // is true, so the recording must complete now rather than at a later `None`.
+        // NOTE: hyper 1 also drops an HTTP/1.1 body without a final poll once it has
+        // written `Content-Length` bytes. A body with an exact size hint that does not
+        // report `is_end_stream` after its last data frame is therefore never complete
+        // there, and its request is sent once.
         if frame.is_trailers() || at_end {
             state.finish();
             *source = None;
