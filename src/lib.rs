@@ -6,14 +6,14 @@
 //!
 //! # Overview
 //!
-//! A [`RetryLayer`] holds one [`RetryPolicy`], made of:
+//! A [`RetryLayer`] contains one [`RetryPolicy`], made of:
 //!
 //! - a [classifier](classify) that sees the request and each outcome and returns
 //!   success, retry (optionally after a server-given delay) or fatal;
 //! - a [backoff schedule](backoff) with [`Jitter`];
 //! - limits: `max_attempts` (counting the first attempt), `max_elapsed` over all attempts and
 //!   sleeps, and `max_retry_after` for server-given delays;
-//! - [hooks](hooks) and [`tracing`] events.
+//! - [hooks] and [`tracing`] events.
 //!
 //! On give-up the caller gets the last response or error unchanged: a 503 stays a 503 with
 //! its headers and body. Time comes from `tokio::time`, so `tokio::time::pause()` makes every

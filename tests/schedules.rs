@@ -320,8 +320,10 @@ fn max_duration_cap_never_overflows() {
     assert_eq!(fibonacci.next_delay(&mut rng), Some(Duration::MAX));
     let huge = exponential.next_delay(&mut rng).unwrap();
     assert!(huge > secs(1 << 60), "{huge:?}");
-    assert_eq!(
-        Jitter::Proportional(1.0).apply(Duration::MAX, &mut rng) <= Duration::MAX,
-        true
-    );
+    // Jitter on the largest delay saturates instead of overflowing.
+    let additive = Jitter::Additive(Duration::MAX.into());
+    assert_eq!(additive.apply(Duration::MAX, &mut rng), Duration::MAX);
+    for jitter in [Jitter::Full, Jitter::Equal, Jitter::Proportional(1.0)] {
+        jitter.apply(Duration::MAX, &mut rng);
+    }
 }

@@ -10,6 +10,10 @@
 //! Built-in classifiers:
 //!
 //! - [`HttpClassifier`]: statuses, idempotency, transport errors and `Retry-After`.
+//! - [`GrpcClassifier`]: `grpc-status` codes and `grpc-retry-pushback-ms` for tonic and
+//!   other gRPC clients.
+//! - [`Replayable`]: wraps another classifier so that a request whose streaming body can no
+//!   longer be replayed is not retried (see [`body`](crate::body)).
 //! - [`on_error`], [`on_response`] and [`on_result`]: closures, like Python backoff's
 //!   `on_exception` and `on_predicate`.
 //! - [`ClassifyExt::give_up_if`]: a fatal-error predicate on top of any classifier, like
@@ -28,10 +32,14 @@
 //! let classifier = on_error(|error: &DbError| !matches!(error, DbError::BadQuery))
 //!     .give_up_if(|error: &DbError| matches!(error, DbError::Conflict));
 //!
-//! let plan = Classify::<&str, u32, DbError>::plan(&classifier, &"SELECT 1");
-//! assert_eq!(classifier.classify(plan.facts(), &Err(DbError::Timeout)), Verdict::Retry(None));
-//! assert_eq!(classifier.classify(plan.facts(), &Err(DbError::Conflict)), Verdict::Fatal);
-//! assert_eq!(classifier.classify(plan.facts(), &Ok(1)), Verdict::Success);
+//! // Requests are `&str` queries, responses are row counts.
+//! let classify = |outcome: Result<u32, DbError>| {
+//!     let plan = Classify::<&str, u32, DbError>::plan(&classifier, &"SELECT 1");
+//!     Classify::<&str, u32, DbError>::classify(&classifier, plan.facts(), &outcome)
+//! };
+//! assert_eq!(classify(Err(DbError::Timeout)), Verdict::Retry(None));
+//! assert_eq!(classify(Err(DbError::Conflict)), Verdict::Fatal);
+//! assert_eq!(classify(Ok(1)), Verdict::Success);
 //! ```
 
 mod closure;
@@ -41,8 +49,10 @@ mod plan;
 mod retry_after;
 mod transport;
 
-pub use closure::{GiveUpIf, OnError, OnResponse, OnResult, PerRequest, on_error, on_response, on_result};
 pub use crate::body::Replayable;
+pub use closure::{
+    GiveUpIf, OnError, OnResponse, OnResult, PerRequest, on_error, on_response, on_result,
+};
 pub use grpc::{GrpcClassifier, GrpcFacts};
 pub use http::{HttpClassifier, HttpFacts, Idempotent};
 pub use plan::{Plan, RetryOverride};
@@ -85,9 +95,9 @@ pub trait ClassifyExt: Sized {
         GiveUpIf::new(self, give_up)
     }
 
-    /// Lets a closure change the [`Plan`] of each request: switch retries off, or set its
-    /// attempt limit or deadline. This is Python backoff's callable `max_tries` and
-    /// `max_time`.
+    /// Lets a closure change the limits of each request through a [`RetryOverride`]: switch
+    /// retries off, or set its attempt limit or deadline. This is Python backoff's callable
+    /// `max_tries` and `max_time`.
     fn per_request<F>(self, adjust: F) -> PerRequest<Self, F> {
         PerRequest::new(self, adjust)
     }
