@@ -1,5 +1,5 @@
-use super::{Backoff, Interval};
-use crate::{ConfigError, ConfigErrorKind};
+use super::{Backoff, Interval, validate_start_and_cap};
+use crate::ConfigError;
 use rand::RngExt;
 use rand::rngs::SmallRng;
 use std::time::Duration;
@@ -91,24 +91,6 @@ impl Backoff for Decorrelated {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let base = self.base.validate("backoff.base")?;
-        let max_delay = self.max_delay.validate("backoff.max_delay")?;
-        if base.is_zero() {
-            return Err(ConfigError::new(
-                "backoff.base",
-                base,
-                ConfigErrorKind::Zero,
-                "a delay above zero",
-            ));
-        }
-        if max_delay < base {
-            return Err(ConfigError::new(
-                "backoff.max_delay",
-                max_delay,
-                ConfigErrorKind::TooSmall,
-                "a cap at or above backoff.base",
-            ));
-        }
-        Ok(())
+        validate_start_and_cap(self.base, "backoff.base", self.max_delay)
     }
 }

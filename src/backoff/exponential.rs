@@ -1,4 +1,4 @@
-use super::{Backoff, Interval, validate_cap};
+use super::{Backoff, Interval, validate_start_and_cap};
 use crate::{ConfigError, ConfigErrorKind};
 use rand::rngs::SmallRng;
 use std::time::Duration;
@@ -80,16 +80,7 @@ impl Backoff for Exponential {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let initial = self.initial.validate("backoff.initial")?;
-        let max_delay = self.max_delay.validate("backoff.max_delay")?;
-        if initial.is_zero() {
-            return Err(ConfigError::new(
-                "backoff.initial",
-                initial,
-                ConfigErrorKind::Zero,
-                "a delay above zero",
-            ));
-        }
+        validate_start_and_cap(self.initial, "backoff.initial", self.max_delay)?;
         if !(self.factor.is_finite() && self.factor >= 1.0) {
             return Err(ConfigError::new(
                 "backoff.factor",
@@ -102,6 +93,6 @@ impl Backoff for Exponential {
                 "a finite number >= 1",
             ));
         }
-        validate_cap(initial, max_delay)
+        Ok(())
     }
 }

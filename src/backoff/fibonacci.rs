@@ -1,5 +1,5 @@
-use super::{Backoff, Interval, validate_cap};
-use crate::{ConfigError, ConfigErrorKind};
+use super::{Backoff, Interval, validate_start_and_cap};
+use crate::ConfigError;
 use rand::rngs::SmallRng;
 use std::time::Duration;
 
@@ -69,16 +69,6 @@ impl Backoff for Fibonacci {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let initial = self.initial.validate("backoff.initial")?;
-        let max_delay = self.max_delay.validate("backoff.max_delay")?;
-        if initial.is_zero() {
-            return Err(ConfigError::new(
-                "backoff.initial",
-                initial,
-                ConfigErrorKind::Zero,
-                "a delay above zero",
-            ));
-        }
-        validate_cap(initial, max_delay)
+        validate_start_and_cap(self.initial, "backoff.initial", self.max_delay)
     }
 }

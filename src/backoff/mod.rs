@@ -48,7 +48,7 @@ pub use fibonacci::Fibonacci;
 pub use interval::Interval;
 pub use linear::Linear;
 
-use crate::ConfigError;
+use crate::{ConfigError, ConfigErrorKind};
 use rand::rngs::SmallRng;
 use std::time::Duration;
 
@@ -75,14 +75,33 @@ pub trait Backoff: Clone {
     fn validate(&self) -> Result<(), ConfigError>;
 }
 
-/// Checks that `max_delay` is not below `initial`.
-fn validate_cap(initial: Duration, max_delay: Duration) -> Result<(), ConfigError> {
-    if max_delay < initial {
+/// Checks that the first delay (`initial`, or `base` for the decorrelated schedule) is above
+/// zero and that `max_delay` is not below it.
+fn validate_start_and_cap(
+    start: Interval,
+    start_field: &'static str,
+    max_delay: Interval,
+) -> Result<(), ConfigError> {
+    let start = start.validate(start_field)?;
+    if start.is_zero() {
+        return Err(ConfigError::new(
+            start_field,
+            start,
+            ConfigErrorKind::Zero,
+            "a delay above zero",
+        ));
+    }
+    validate_cap(start, max_delay.validate("backoff.max_delay")?)
+}
+
+/// Checks that `max_delay` is not below the first delay.
+fn validate_cap(start: Duration, max_delay: Duration) -> Result<(), ConfigError> {
+    if max_delay < start {
         return Err(ConfigError::new(
             "backoff.max_delay",
             max_delay,
-            crate::ConfigErrorKind::TooSmall,
-            "a cap at or above backoff.initial",
+            ConfigErrorKind::TooSmall,
+            "a cap at or above the first delay",
         ));
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! The default classifier for gRPC clients such as tonic.
 
 use super::plan::RetryOverride;
-use super::{Classify, Idempotent, Plan, TransportError, TransportFailure, Verdict};
+use super::transport::classify_transport_error;
+use super::{Classify, Idempotent, Plan, TransportError, Verdict};
 use http::{HeaderMap, Request, Response, StatusCode};
 use std::time::Duration;
 
@@ -148,14 +149,7 @@ impl GrpcClassifier {
     }
 
     fn classify_error<E: TransportError>(&self, facts: GrpcFacts, error: &E) -> Verdict {
-        if !self.retry_transport_errors {
-            return Verdict::Fatal;
-        }
-        match error.transport_failure() {
-            Some(TransportFailure::NotSent) => Verdict::Retry(None),
-            Some(TransportFailure::MaybeSent) if facts.idempotent => Verdict::Retry(None),
-            _ => Verdict::Fatal,
-        }
+        classify_transport_error(error, facts.idempotent, self.retry_transport_errors)
     }
 }
 

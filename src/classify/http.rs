@@ -1,9 +1,8 @@
 //! The default classifier for HTTP clients.
 
 use super::retry_after::response_date;
-use super::{
-    Classify, DelayHeader, Plan, RetryOverride, TransportError, TransportFailure, Verdict,
-};
+use super::transport::classify_transport_error;
+use super::{Classify, DelayHeader, Plan, RetryOverride, TransportError, Verdict};
 use http::{HeaderName, Method, Request, Response, StatusCode};
 use std::time::{Duration, SystemTime};
 
@@ -190,14 +189,7 @@ impl HttpClassifier {
     }
 
     fn classify_error<E: TransportError>(&self, facts: HttpFacts, error: &E) -> Verdict {
-        if !self.retry_transport_errors {
-            return Verdict::Fatal;
-        }
-        match error.transport_failure() {
-            Some(TransportFailure::NotSent) => Verdict::Retry(None),
-            Some(TransportFailure::MaybeSent) if facts.idempotent => Verdict::Retry(None),
-            _ => Verdict::Fatal,
-        }
+        classify_transport_error(error, facts.idempotent, self.retry_transport_errors)
     }
 }
 

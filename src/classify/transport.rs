@@ -1,5 +1,6 @@
 //! Transport errors: did the request reach the server?
 
+use super::Verdict;
 use std::convert::Infallible;
 use std::error::Error;
 use std::io;
@@ -69,6 +70,24 @@ impl TransportError for hyper_util::client::legacy::Error {
 impl TransportError for Infallible {
     fn transport_failure(&self) -> Option<TransportFailure> {
         match *self {}
+    }
+}
+
+/// Returns the verdict for a transport error: a request that was never sent is retried for
+/// every method, one that may have been sent only when it is idempotent, and any other
+/// error is fatal.
+pub(crate) fn classify_transport_error<E: TransportError>(
+    error: &E,
+    idempotent: bool,
+    retry_transport_errors: bool,
+) -> Verdict {
+    if !retry_transport_errors {
+        return Verdict::Fatal;
+    }
+    match error.transport_failure() {
+        Some(TransportFailure::NotSent) => Verdict::Retry(None),
+        Some(TransportFailure::MaybeSent) if idempotent => Verdict::Retry(None),
+        _ => Verdict::Fatal,
     }
 }
 
