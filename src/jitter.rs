@@ -75,10 +75,12 @@ impl Jitter {
                 Err(ConfigError::new(
                     "jitter.proportional",
                     spread,
-                    if spread.is_finite() {
-                        ConfigErrorKind::TooLarge
-                    } else {
+                    if !spread.is_finite() {
                         ConfigErrorKind::NotFinite
+                    } else if spread < 0.0 {
+                        ConfigErrorKind::TooSmall
+                    } else {
+                        ConfigErrorKind::TooLarge
                     },
                     "a fraction between 0 and 1",
                 ))
@@ -89,7 +91,8 @@ impl Jitter {
     }
 }
 
-/// Multiplies `delay` by a non-negative `factor`, saturating at `Duration::MAX`.
+/// Multiplies `delay` by `factor`, saturating at `Duration::MAX`. A negative factor, which
+/// only an unvalidated spread above 1 can produce, gives zero.
 fn scale(delay: Duration, factor: f64) -> Duration {
-    Duration::try_from_secs_f64(delay.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+    Duration::try_from_secs_f64(delay.as_secs_f64() * factor.max(0.0)).unwrap_or(Duration::MAX)
 }

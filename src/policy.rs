@@ -115,6 +115,14 @@ pub(crate) struct Limits {
     pub(crate) max_elapsed: Option<Duration>,
 }
 
+impl Limits {
+    /// Whether these limits leave room for a retry. A zero deadline, which only a
+    /// per-request override can set, ends every request after its first attempt.
+    pub(crate) fn allow_retry(&self) -> bool {
+        self.max_attempts > 1 && self.max_elapsed != Some(Duration::ZERO)
+    }
+}
+
 /// The per-request state of the schedule, created at the first retry.
 #[derive(Debug)]
 pub(crate) struct ScheduleState<B> {
@@ -212,21 +220,21 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
             rng: self.request_rng(),
         });
         // The schedule advances even when the server sets this delay, so that later delays
-        // keep growing.
-        let scheduled = state.backoff.next_delay(&mut state.rng);
+        // keep growing, and a finite schedule limits the retries whoever sets the delay.
+        let scheduled = state
+            .backoff
+            .next_delay(&mut state.rng)
+            .ok_or(GiveUpReason::ScheduleEnded)?;
 
         let next_delay = match server_delay {
             Some(delay) if delay > self.max_retry_after => {
                 return Err(GiveUpReason::ServerDelayTooLong);
             }
             Some(delay) => (delay, DelaySource::Server),
-            None => {
-                let delay = scheduled.ok_or(GiveUpReason::ScheduleEnded)?;
-                (
-                    self.jittered(delay, &state.backoff, &mut state.rng),
-                    DelaySource::Schedule,
-                )
-            }
+            None => (
+                self.jittered(scheduled, &state.backoff, &mut state.rng),
+                DelaySource::Schedule,
+            ),
         };
 
         if let Some(max_elapsed) = limits.max_elapsed {
@@ -329,7 +337,10 @@ impl<C, B, H> RetryPolicyBuilder<C, B, H> {
     ///
     /// Elapsed time is measured after each attempt. A sleep that would end at or after the
     /// deadline is not taken: the last outcome is returned at once. An attempt in flight is
-    /// not cancelled; put `tower::timeout` inside the retry layer for that.
+    /// not cancelled; put `tower::timeout` inside the retry layer for that. Nor is the wait
+    /// for the inner service's readiness before a retry, because the failed outcome is
+    /// released before the sleep; put `tower::load_shed` inside the retry layer to turn an
+    /// unready service into an error that the deadline then ends.
     pub fn max_elapsed(mut self, max_elapsed: impl Into<Interval>) -> Self {
         self.max_elapsed = Some(max_elapsed.into());
         self

@@ -72,7 +72,7 @@ where
         self.policy.deposit();
 
         let retry =
-            (may_retry && limits.max_attempts > 1).then(|| (self.inner.clone(), request.clone()));
+            (may_retry && limits.allow_retry()).then(|| (self.inner.clone(), request.clone()));
         let future = self.inner.call(request);
 
         ResponseFuture::new(

@@ -22,8 +22,9 @@ pub struct Exponential {
     initial: Interval,
     factor: f64,
     max_delay: Interval,
-    /// The delay the next step returns; `None` before the first step.
-    next: Option<Duration>,
+    /// The delay the next step returns, in seconds; `None` before the first step. It is kept
+    /// as a float so that growth below one nanosecond per step still accumulates.
+    next_seconds: Option<f64>,
 }
 
 impl Exponential {
@@ -33,7 +34,7 @@ impl Exponential {
             initial: initial.into(),
             factor: 2.0,
             max_delay: Duration::from_secs(10).into(),
-            next: None,
+            next_seconds: None,
         }
     }
 
@@ -61,17 +62,20 @@ impl Default for Exponential {
 impl Backoff for Exponential {
     fn next_delay(&mut self, _rng: &mut SmallRng) -> Option<Duration> {
         let cap = self.max_delay.get();
-        let delay = self.next.unwrap_or_else(|| self.initial.get().min(cap));
+        let cap_seconds = cap.as_secs_f64();
+        let seconds = self
+            .next_seconds
+            .unwrap_or_else(|| self.initial.get().as_secs_f64())
+            .min(cap_seconds);
 
-        let following = if delay >= cap {
+        // Once at the cap the state stops changing; an overflow to infinity also ends there.
+        self.next_seconds = Some((seconds * self.factor).min(cap_seconds));
+
+        let delay = if seconds >= cap_seconds {
             cap
         } else {
-            // Float overflow and results past the cap both end at the cap.
-            Duration::try_from_secs_f64(delay.as_secs_f64() * self.factor)
-                .map_or(cap, |grown| grown.min(cap))
+            Duration::try_from_secs_f64(seconds).map_or(cap, |delay| delay.min(cap))
         };
-        self.next = Some(following);
-
         Some(delay)
     }
 

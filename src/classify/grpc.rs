@@ -186,8 +186,7 @@ where
 fn response_code<B>(response: &Response<B>) -> Option<i32> {
     if let Some(value) = response.headers().get(GRPC_STATUS) {
         // A malformed code is UNKNOWN, as tonic 0.14 reads it.
-        let code = value.to_str().ok().and_then(|text| text.parse().ok());
-        return Some(code.unwrap_or(UNKNOWN));
+        return Some(parse_code(value.as_bytes()).unwrap_or(UNKNOWN));
     }
 
     let status = response.status();
@@ -195,6 +194,21 @@ fn response_code<B>(response: &Response<B>) -> Option<i32> {
         return None;
     }
     Some(code_for_http_status(status))
+}
+
+/// Parses a status code written as gRPC writes it: the decimal digits of 0 to 16, with no
+/// sign, padding or leading zero. tonic 0.14 reads any other spelling as UNKNOWN too.
+fn parse_code(bytes: &[u8]) -> Option<i32> {
+    let canonical = match bytes {
+        [digit] => digit.is_ascii_digit(),
+        [b'1', digit] => digit.is_ascii_digit(),
+        _ => false,
+    };
+    if !canonical {
+        return None;
+    }
+    let code = std::str::from_utf8(bytes).ok()?.parse::<i32>().ok()?;
+    (code <= 16).then_some(code)
 }
 
 /// Maps the HTTP status of a response without `grpc-status`, which a proxy sent, to a gRPC

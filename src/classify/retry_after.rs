@@ -35,17 +35,22 @@ pub enum DelayHeader {
 
 impl DelayHeader {
     /// Reads the delay from `headers`, with `now` as the time of the response.
+    ///
+    /// These headers carry one value, so a header repeated on several lines is invalid and
+    /// ignored, as is the comma-joined line that a proxy may make of them.
     pub fn read(&self, headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         match self {
-            DelayHeader::RetryAfter => parse_retry_after(headers.get(header::RETRY_AFTER)?, now),
+            DelayHeader::RetryAfter => {
+                parse_retry_after(single(headers, &header::RETRY_AFTER)?, now)
+            }
             DelayHeader::Milliseconds(name) => {
-                parse_whole_number(headers.get(name)?).map(Duration::from_millis)
+                parse_whole_number(single(headers, name)?).map(Duration::from_millis)
             }
             DelayHeader::Seconds(name) => {
-                parse_whole_number(headers.get(name)?).map(Duration::from_secs)
+                parse_whole_number(single(headers, name)?).map(Duration::from_secs)
             }
             DelayHeader::UnixTime(name) => {
-                let at = parse_whole_number(headers.get(name)?)?;
+                let at = parse_whole_number(single(headers, name)?)?;
                 let at = UNIX_EPOCH.checked_add(Duration::from_secs(at))?;
                 until(at, now)
             }
@@ -92,6 +97,13 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
 pub(crate) fn response_date(headers: &HeaderMap) -> Option<SystemTime> {
     let value = headers.get(header::DATE)?.to_str().ok()?;
     httpdate::parse_http_date(trim(value)).ok()
+}
+
+/// Returns the value of a header that occurs exactly once.
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?;
+    values.next().is_none().then_some(value)
 }
 
 fn parse_whole_number(value: &HeaderValue) -> Option<u64> {
