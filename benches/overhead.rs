@@ -510,8 +510,8 @@ fn loopback(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
     group
         .throughput(Throughput::Elements(1))
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .sample_size(40);
+        .measurement_time(Duration::from_secs(8))
+        .sample_size(50);
 
     let mut bare = client.clone();
     run_contender(&mut group, &runtime, rows, (GROUP, "bare"), async || {

@@ -1,10 +1,11 @@
 //! Measures the memory of 100,000 requests that sleep in backoff at the same time.
 //!
-//! Each contender sends `REQUESTS` GET requests to a service that returns 503 for the first
-//! attempt of every request and 200 for every later attempt. All response futures are
-//! created first and then polled together on a current-thread runtime with paused time, so
-//! all of them sleep at once. Jitter is off and the delay is constant, so every request must
-//! finish exactly `DELAY` after the start; the binary checks that for each request.
+//! Each retrying contender sends `REQUESTS` GET requests to a service that returns 503 for
+//! the first attempt of every request and 200 for every later attempt. A `sleep_only` floor
+//! creates bare `tokio::time::sleep` futures instead. All futures are created first and then
+//! polled together on a current-thread runtime with paused time, so all of them sleep at
+//! once. Jitter is off and the delay is constant, so every request must finish exactly
+//! `DELAY` after the start. The binary checks that for each request and panics otherwise.
 //!
 //! The figures come from a counting global allocator: the peak of live heap bytes while the
 //! requests sleep, minus the live bytes before, divided by the number of requests. They
@@ -286,6 +287,11 @@ enum BackonFailure<Res, E> {
     Service(E),
 }
 
+/// Returns 200 for the `sleep_only` floor, which has no response.
+fn sleep_status(_: &()) -> StatusCode {
+    StatusCode::OK
+}
+
 fn backon_status<E>(
     outcome: &Result<Response<Body>, BackonFailure<Response<Body>, E>>,
 ) -> StatusCode {
@@ -301,6 +307,12 @@ fn backon_status<E>(
 )]
 fn main() {
     let mut rows = Vec::new();
+
+    // The floor: a boxed tokio `Sleep` and nothing else, which shows what the runtime's
+    // timer costs per sleeping request.
+    rows.push(run("sleep_only", sleep_status, async || {
+        tokio::time::sleep(DELAY)
+    }));
 
     let service = fail_first_attempts();
     rows.push(run("retry_by_hand", response_status, async || {
