@@ -106,7 +106,6 @@ where
             match this.state.as_mut().project() {
                 StateProjection::Calling { future } => {
                     let outcome = ready!(future.poll(cx));
-                    let elapsed = this.started.elapsed();
                     let verdict = this.policy.classifier.classify(this.facts, &outcome);
 
                     let Some(retry) = this.retry.as_mut() else {
@@ -117,7 +116,7 @@ where
                             ..*this.limits
                         };
                         this.policy
-                            .decide(verdict, &outcome, 1, elapsed, limits, &mut None);
+                            .decide(verdict, &outcome, 1, *this.started, limits, &mut None);
                         return Poll::Ready(outcome);
                     };
 
@@ -125,7 +124,7 @@ where
                         verdict,
                         &outcome,
                         *this.attempt,
-                        elapsed,
+                        *this.started,
                         *this.limits,
                         &mut retry.schedule,
                     );
@@ -153,7 +152,8 @@ where
                         let outcome = Err(error);
                         let mut event = Event {
                             attempt: *this.attempt,
-                            elapsed: this.started.elapsed(),
+                            started: *this.started,
+                            elapsed: None,
                             next_delay: None,
                             reason: None,
                             outcome: &outcome,

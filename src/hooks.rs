@@ -26,6 +26,7 @@
 
 use std::fmt;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Why the layer stopped retrying and returned a failed outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,7 +91,11 @@ impl DelaySource {
 /// What a hook learns about an attempt.
 pub struct Event<'a, Res, E> {
     pub(crate) attempt: u32,
-    pub(crate) elapsed: Duration,
+    /// When the request entered the layer.
+    pub(crate) started: Instant,
+    /// The elapsed time the policy measured for its deadline; `None` when it measured
+    /// nothing, so that [`Event::elapsed`] reads the clock only when asked.
+    pub(crate) elapsed: Option<Duration>,
     pub(crate) next_delay: Option<(Duration, DelaySource)>,
     pub(crate) reason: Option<GiveUpReason>,
     pub(crate) outcome: &'a Result<Res, E>,
@@ -102,9 +107,13 @@ impl<'a, Res, E> Event<'a, Res, E> {
         self.attempt
     }
 
-    /// The time since the request entered the layer, including this attempt.
+    /// Returns the time since the request entered the layer, including this attempt.
+    ///
+    /// Before a retry this is the value the policy compared with `max_elapsed`. After a
+    /// success or a fatal outcome the clock is read at the call, which keeps the success
+    /// path free of clock reads when no hook or log event asks for it.
     pub fn elapsed(&self) -> Duration {
-        self.elapsed
+        self.elapsed.unwrap_or_else(|| self.started.elapsed())
     }
 
     /// The sleep before the next attempt; set for `on_retry` only.
@@ -132,7 +141,7 @@ impl<Res, E> fmt::Debug for Event<'_, Res, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
             .field("attempt", &self.attempt)
-            .field("elapsed", &self.elapsed)
+            .field("elapsed", &self.elapsed())
             .field("next_delay", &self.next_delay)
             .field("reason", &self.reason)
             .field(

@@ -93,7 +93,7 @@ impl Logging {
         emit!(
             level,
             attempt = event.attempt,
-            elapsed_ms = millis(event.elapsed),
+            elapsed_ms = millis(event.elapsed()),
             outcome = outcome_name(event),
             delay_ms = millis(delay),
             delay_source = source,
@@ -108,7 +108,7 @@ impl Logging {
         emit!(
             level,
             attempt = event.attempt,
-            elapsed_ms = millis(event.elapsed),
+            elapsed_ms = millis(event.elapsed()),
             outcome = outcome_name(event),
             reason = reason.as_str(),
             "giving up"
@@ -120,7 +120,7 @@ impl Logging {
         emit!(
             level,
             attempt = event.attempt,
-            elapsed_ms = millis(event.elapsed),
+            elapsed_ms = millis(event.elapsed()),
             outcome = outcome_name(event),
             "attempt succeeded"
         );

@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// The complete configuration of a [`RetryLayer`](crate::RetryLayer).
 ///
@@ -94,9 +95,9 @@ impl<C, B, H> RetryPolicy<C, B, H> {
         self.max_retry_after
     }
 
-    pub(crate) fn deposit(&self) {
+    pub(crate) fn deposit(&self, now: Instant) {
         if let Some(budget) = &self.budget {
-            budget.deposit();
+            budget.deposit_at(now);
         }
     }
 
@@ -143,7 +144,7 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
         verdict: Verdict,
         outcome: &Result<Res, E>,
         attempt: u32,
-        elapsed: Duration,
+        started: Instant,
         limits: Limits,
         schedule: &mut Option<ScheduleState<B>>,
     ) -> Decision
@@ -152,7 +153,8 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
     {
         let mut event = Event {
             attempt,
-            elapsed,
+            started,
+            elapsed: None,
             next_delay: None,
             reason: None,
             outcome,
@@ -176,6 +178,9 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
             Verdict::Retry(server_delay) => server_delay,
         };
 
+        // Measured after the attempt, so that a slow attempt counts towards the deadline.
+        let elapsed = started.elapsed();
+        event.elapsed = Some(elapsed);
         match self.next_delay(server_delay, attempt, elapsed, limits, schedule) {
             Ok(next_delay) => {
                 event.next_delay = Some(next_delay);

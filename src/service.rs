@@ -69,7 +69,8 @@ where
         let (facts, may_retry, max_attempts, max_elapsed) =
             self.policy.classifier.plan(&request).into_parts();
         let limits = self.policy.limits(max_attempts, max_elapsed);
-        self.policy.deposit();
+        // One clock reading serves the budget and the elapsed time of the request.
+        self.policy.deposit(started);
 
         let retry =
             (may_retry && limits.allow_retry()).then(|| (self.inner.clone(), request.clone()));

@@ -34,6 +34,7 @@ pub use throttle::RetryThrottle;
 pub use tps::{TpsBudget, TpsBudgetBuilder};
 
 use std::fmt;
+use tokio::time::Instant;
 
 /// A shared limit on retries.
 ///
@@ -42,6 +43,16 @@ use std::fmt;
 pub trait Budget: fmt::Debug + Send + Sync {
     /// Records one request entering the layer.
     fn deposit(&self);
+
+    /// Records one request entering the layer at `now`, a time the layer has read already.
+    ///
+    /// The layer calls this method, so that one clock reading serves the budget and the
+    /// request. Budgets that use time override it; the default calls
+    /// [`deposit`](Self::deposit).
+    fn deposit_at(&self, now: Instant) {
+        let _ = now;
+        self.deposit();
+    }
 
     /// Takes the right to one retry. Returns `false` when the budget is empty.
     fn withdraw(&self) -> bool;
