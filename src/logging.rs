@@ -3,6 +3,7 @@
 use crate::hooks::{Event, GiveUpReason};
 use std::time::Duration;
 use tracing::Level;
+use tracing::level_filters::LevelFilter;
 
 /// Emits a `tracing` event at a level chosen at run time.
 macro_rules! emit {
@@ -84,7 +85,9 @@ impl Logging {
     }
 
     pub(crate) fn retry_event<Res, E>(&self, event: &Event<'_, Res, E>) {
-        let Some(level) = self.retry else { return };
+        let Some(level) = enabled(self.retry) else {
+            return;
+        };
         let (delay, source) = event
             .next_delay
             .map_or((Duration::ZERO, ""), |(delay, source)| {
@@ -104,7 +107,7 @@ impl Logging {
     pub(crate) fn give_up_event<Res, E>(&self, event: &Event<'_, Res, E>, reason: GiveUpReason) {
         let ordinary = reason == GiveUpReason::NotRetryable && event.attempt == 1;
         let level = if ordinary { self.other } else { self.give_up };
-        let Some(level) = level else { return };
+        let Some(level) = enabled(level) else { return };
         emit!(
             level,
             attempt = event.attempt,
@@ -115,8 +118,11 @@ impl Logging {
         );
     }
 
+    #[inline]
     pub(crate) fn success_event<Res, E>(&self, event: &Event<'_, Res, E>) {
-        let Some(level) = self.other else { return };
+        let Some(level) = enabled(self.other) else {
+            return;
+        };
         emit!(
             level,
             attempt = event.attempt,
@@ -125,6 +131,14 @@ impl Logging {
             "attempt succeeded"
         );
     }
+}
+
+/// Returns the level if an event at it could be recorded now. One atomic load answers this
+/// before the per-level call sites are reached, which keeps the success path cheap when no
+/// subscriber listens.
+#[inline]
+fn enabled(level: Option<Level>) -> Option<Level> {
+    level.filter(|level| *level <= LevelFilter::current())
 }
 
 fn outcome_name<Res, E>(event: &Event<'_, Res, E>) -> &'static str {

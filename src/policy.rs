@@ -139,6 +139,9 @@ pub(crate) enum Decision {
 
 impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
     /// Decides what follows an attempt and runs the hooks and log events for it.
+    ///
+    /// A success, the common case, takes a short inlined path.
+    #[inline]
     pub(crate) fn decide<Res, E>(
         &self,
         verdict: Verdict,
@@ -151,7 +154,7 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
     where
         H: Hooks<Res, E>,
     {
-        let mut event = Event {
+        let event = Event {
             attempt,
             started,
             elapsed: None,
@@ -160,28 +163,42 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
             outcome,
         };
 
-        if let Some(budget) = &self.budget {
-            match verdict {
-                Verdict::Success => budget.record(true),
-                Verdict::Retry(_) => budget.record(false),
-                Verdict::Fatal => {}
+        if verdict == Verdict::Success {
+            if let Some(budget) = &self.budget {
+                budget.record(true);
             }
+            self.logging.success_event(&event);
+            self.hooks.on_success(&event);
+            return Decision::Return;
+        }
+        self.decide_failure(verdict, event, limits, schedule)
+    }
+
+    /// Decides what follows a failed attempt: a sleep before the next one, or giving up.
+    fn decide_failure<Res, E>(
+        &self,
+        verdict: Verdict,
+        mut event: Event<'_, Res, E>,
+        limits: Limits,
+        schedule: &mut Option<ScheduleState<B>>,
+    ) -> Decision
+    where
+        H: Hooks<Res, E>,
+    {
+        let server_delay = match verdict {
+            Verdict::Retry(server_delay) => server_delay,
+            Verdict::Fatal => return self.give_up(&mut event, GiveUpReason::NotRetryable),
+            // `decide` handles a success before it calls this function.
+            Verdict::Success => return Decision::Return,
+        };
+        if let Some(budget) = &self.budget {
+            budget.record(false);
         }
 
-        let server_delay = match verdict {
-            Verdict::Success => {
-                self.logging.success_event(&event);
-                self.hooks.on_success(&event);
-                return Decision::Return;
-            }
-            Verdict::Fatal => return self.give_up(&mut event, GiveUpReason::NotRetryable),
-            Verdict::Retry(server_delay) => server_delay,
-        };
-
         // Measured after the attempt, so that a slow attempt counts towards the deadline.
-        let elapsed = started.elapsed();
+        let elapsed = event.started.elapsed();
         event.elapsed = Some(elapsed);
-        match self.next_delay(server_delay, attempt, elapsed, limits, schedule) {
+        match self.next_delay(server_delay, event.attempt, elapsed, limits, schedule) {
             Ok(next_delay) => {
                 event.next_delay = Some(next_delay);
                 self.logging.retry_event(&event);
