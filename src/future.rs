@@ -168,9 +168,12 @@ where
                     } else {
                         retry.request.take()
                     };
-                    let Some(request) = request else {
+                    let Some(mut request) = request else {
                         unreachable!("the request is taken only for the last attempt");
                     };
+                    this.policy
+                        .classifier
+                        .prepare_attempt(&mut request, *this.attempt);
                     let future = retry.service.call(request);
                     this.state.set(State::Calling { future });
                 }

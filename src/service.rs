@@ -64,7 +64,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Req) -> Self::Future {
+    fn call(&mut self, mut request: Req) -> Self::Future {
         let started = Instant::now();
         let (facts, may_retry, max_attempts, max_elapsed) =
             self.policy.classifier.plan(&request).into_parts();
@@ -72,6 +72,7 @@ where
         // One clock reading serves the budget and the elapsed time of the request.
         self.policy.deposit(started);
 
+        self.policy.classifier.prepare_attempt(&mut request, 1);
         let retry =
             (may_retry && limits.allow_retry()).then(|| (self.inner.clone(), request.clone()));
         let future = self.inner.call(request);

@@ -334,3 +334,42 @@ async fn retryable_request_cloned_once_per_retry() {
         2
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn attempt_header_numbers_each_attempt() {
+    let classifier = HttpClassifier::default().attempt_header(Some("x-attempt".parse().unwrap()));
+    let mut request = get();
+    request
+        .headers_mut()
+        .insert("x-attempt", "stale".parse().unwrap());
+    let script = vec![status(503), status(503), status(200)];
+    let (outcome, server, _) = send_with(classifier, script, request).await;
+
+    assert_eq!(outcome.unwrap().status(), 200);
+    let numbers: Vec<String> = server
+        .calls()
+        .iter()
+        .map(|call| call.headers["x-attempt"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(numbers, ["1", "2", "3"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_header_off_by_default() {
+    let (_, server, _) = send(vec![status(503), status(200)], get()).await;
+    for call in server.calls() {
+        assert!(!call.headers.contains_key("x-attempt"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_header_on_unretried_request() {
+    let classifier = HttpClassifier::default()
+        .attempt_header(Some("x-attempt".parse().unwrap()))
+        .statuses([])
+        .retry_transport_errors(false);
+    let (_, server, _) = send_with(classifier, vec![status(503)], get()).await;
+    let calls = server.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].headers["x-attempt"], "1");
+}

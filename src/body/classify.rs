@@ -103,4 +103,8 @@ where
         }
         verdict
     }
+
+    fn prepare_attempt(&self, request: &mut Request<ReplayBody<B>>, attempt: u32) {
+        self.inner.prepare_attempt(request, attempt);
+    }
 }

@@ -154,6 +154,10 @@ where
             _ => self.inner.classify(facts, outcome),
         }
     }
+
+    fn prepare_attempt(&self, request: &mut Req, attempt: u32) {
+        self.inner.prepare_attempt(request, attempt);
+    }
 }
 
 /// Applies a per-request [`RetryOverride`] on top of another classifier. See
@@ -183,6 +187,10 @@ where
 
     fn classify(&self, facts: &C::Facts, outcome: &Result<Res, E>) -> Verdict {
         self.inner.classify(facts, outcome)
+    }
+
+    fn prepare_attempt(&self, request: &mut Req, attempt: u32) {
+        self.inner.prepare_attempt(request, attempt);
     }
 }
 

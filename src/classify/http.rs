@@ -3,7 +3,7 @@
 use super::retry_after::response_date;
 use super::transport::classify_transport_error;
 use super::{Classify, DelayHeader, Plan, RetryOverride, TransportError, Verdict};
-use http::{HeaderName, Method, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use std::time::{Duration, SystemTime};
 
 /// The default HTTP classifier.
@@ -47,6 +47,7 @@ pub struct HttpClassifier {
     idempotency_key: Option<HeaderName>,
     retry_transport_errors: bool,
     delay_headers: Vec<DelayHeader>,
+    attempt_header: Option<HeaderName>,
 }
 
 /// A request extension that marks one request as idempotent, so that
@@ -92,6 +93,7 @@ impl Default for HttpClassifier {
             idempotency_key: Some(HeaderName::from_static("idempotency-key")),
             retry_transport_errors: true,
             delay_headers: vec![DelayHeader::RetryAfter],
+            attempt_header: None,
         }
     }
 }
@@ -138,6 +140,15 @@ impl HttpClassifier {
     #[must_use]
     pub fn delay_headers(mut self, headers: impl IntoIterator<Item = DelayHeader>) -> Self {
         self.delay_headers = headers.into_iter().collect();
+        self
+    }
+
+    /// Sets a header that carries the attempt number (1 for the first attempt) on every
+    /// attempt, so that servers and logs can tell retries apart (default none). A header of
+    /// that name already on the request is replaced.
+    #[must_use]
+    pub fn attempt_header(mut self, header: Option<HeaderName>) -> Self {
+        self.attempt_header = header;
         self
     }
 
@@ -217,6 +228,14 @@ where
         match outcome {
             Ok(response) => self.classify_response(*facts, response),
             Err(error) => self.classify_error(*facts, error),
+        }
+    }
+
+    fn prepare_attempt(&self, request: &mut Request<B>, attempt: u32) {
+        if let Some(name) = &self.attempt_header {
+            request
+                .headers_mut()
+                .insert(name.clone(), HeaderValue::from(attempt));
         }
     }
 }

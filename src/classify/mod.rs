@@ -85,6 +85,13 @@ pub trait Classify<Req, Res, E> {
 
     /// Classifies the outcome of one attempt.
     fn classify(&self, facts: &Self::Facts, outcome: &Result<Res, E>) -> Verdict;
+
+    /// Changes the request of attempt number `attempt` (1 for the first) just before it is
+    /// sent, for example to set a header with the attempt number. The default leaves the
+    /// request unchanged.
+    fn prepare_attempt(&self, request: &mut Req, attempt: u32) {
+        let _ = (request, attempt);
+    }
 }
 
 /// Combinators for every classifier.
