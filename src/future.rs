@@ -1,4 +1,32 @@
 //! The response future of [`Retry`](crate::Retry).
+//!
+//! [`ResponseFuture`] runs the attempts and sleeps of one request. It is a state machine with
+//! one state per phase (an attempt in flight, a sleep, waiting for the inner service to be
+//! ready), allocates nothing and spawns no task, so dropping it cancels whatever is pending.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{Service, ServiceExt};
+//! use tower_backoff::{backoff::Constant, classify::on_error, Jitter, RetryLayer, RetryPolicy};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let policy = RetryPolicy::builder(on_error(|_: &std::io::Error| true))
+//!     .backoff(Constant::new(Duration::from_secs(1)))
+//!     .jitter(Jitter::None)
+//!     .build()?;
+//! let mut service = tower::ServiceBuilder::new()
+//!     .layer(RetryLayer::new(policy))
+//!     .service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("down")) });
+//!
+//! let future = service.ready().await?.call(());
+//! // Dropping the future during its first sleep ends the request: no second attempt runs.
+//! assert!(tokio::time::timeout(Duration::from_millis(500), future).await.is_err());
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::backoff::Backoff;
 use crate::classify::Classify;
