@@ -95,6 +95,7 @@ impl<C, B, H> RetryPolicy<C, B, H> {
         self.max_retry_after
     }
 
+    #[inline]
     pub(crate) fn deposit(&self, now: Instant) {
         if let Some(budget) = &self.budget {
             budget.deposit_at(now);
@@ -119,6 +120,7 @@ pub(crate) struct Limits {
 impl Limits {
     /// Whether these limits leave room for a retry. A zero deadline, which only a
     /// per-request override can set, ends every request after its first attempt.
+    #[inline]
     pub(crate) fn allow_retry(&self) -> bool {
         self.max_attempts > 1 && self.max_elapsed != Some(Duration::ZERO)
     }
@@ -284,6 +286,7 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
     }
 
     /// Returns the limits for a request, after the classifier's per-request overrides.
+    #[inline]
     pub(crate) fn limits(
         &self,
         max_attempts: Option<u32>,

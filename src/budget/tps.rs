@@ -104,6 +104,7 @@ impl TpsBudget {
     }
 
     /// Returns the number of the time slot that contains `now`.
+    #[inline]
     fn slot_at(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.start);
         // A u64 of nanoseconds lasts 584 years, and a 64-bit division is several times
@@ -142,6 +143,7 @@ impl Budget for TpsBudget {
         self.deposit_at(Instant::now());
     }
 
+    #[inline]
     fn deposit_at(&self, now: Instant) {
         let slot = self.slot_at(now);
         self.deposits[slot_index(slot)].increment(slot);
@@ -306,6 +308,7 @@ impl TpsBudgetBuilder {
 }
 
 /// Returns the position of a time slot in the ring.
+#[inline]
 fn slot_index(slot: u64) -> usize {
     // The remainder is below `SLOTS`, so the cast cannot truncate.
     (slot % SLOTS as u64) as usize
@@ -321,6 +324,7 @@ struct SlotCounter(AtomicU64);
 
 impl SlotCounter {
     /// Adds one to the count of `slot`, first clearing what an older slot left here.
+    #[inline]
     fn increment(&self, slot: u64) {
         let tag = slot_tag(slot);
         // The closure always returns `Some`, so the update cannot fail.
@@ -358,6 +362,7 @@ impl SlotCounter {
 }
 
 /// Returns the low 32 bits of a slot number.
+#[inline]
 fn slot_tag(slot: u64) -> u64 {
     slot & u64::from(u32::MAX)
 }

@@ -152,6 +152,7 @@ impl HttpClassifier {
         self
     }
 
+    #[inline]
     fn is_idempotent<B>(&self, request: &Request<B>) -> bool {
         self.idempotent_methods.contains(request.method())
             || self
@@ -162,6 +163,7 @@ impl HttpClassifier {
     }
 
     /// Whether any outcome of a request with these facts could be retried.
+    #[inline]
     fn may_retry(&self, facts: HttpFacts) -> bool {
         if facts.idempotent {
             return self.retry_transport_errors || !self.statuses.is_empty();
@@ -171,6 +173,7 @@ impl HttpClassifier {
             || self.statuses.contains(StatusCode::TOO_MANY_REQUESTS)
     }
 
+    #[inline]
     fn classify_response<B>(&self, facts: HttpFacts, response: &Response<B>) -> Verdict {
         let status = response.status();
         let not_processed =
@@ -210,6 +213,7 @@ where
 {
     type Facts = HttpFacts;
 
+    #[inline]
     fn plan(&self, request: &Request<B>) -> Plan<HttpFacts> {
         let facts = HttpFacts {
             idempotent: self.is_idempotent(request),
@@ -224,6 +228,7 @@ where
         }
     }
 
+    #[inline]
     fn classify(&self, facts: &HttpFacts, outcome: &Result<Response<ResBody>, E>) -> Verdict {
         match outcome {
             Ok(response) => self.classify_response(*facts, response),

@@ -70,6 +70,7 @@ impl<F> Plan<F> {
         self.max_elapsed
     }
 
+    #[inline]
     pub(crate) fn into_parts(self) -> (F, bool, Option<u32>, Option<Duration>) {
         (
             self.facts,
@@ -132,6 +133,7 @@ impl RetryOverride {
         self
     }
 
+    #[inline]
     pub(crate) fn apply<F>(&self, mut plan: Plan<F>) -> Plan<F> {
         if self.disabled {
             plan = plan.no_retry();
