@@ -111,7 +111,7 @@ impl<'a, Res, E> Event<'a, Res, E> {
     ///
     /// Before a retry this is the value the policy compared with `max_elapsed`. After a
     /// success or a fatal outcome the clock is read at the call, which keeps the success
-    /// path free of clock reads when no hook or log event asks for it.
+    /// path free of clock reads when no hook or log event reads it.
     pub fn elapsed(&self) -> Duration {
         self.elapsed.unwrap_or_else(|| self.started.elapsed())
     }

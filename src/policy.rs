@@ -90,7 +90,7 @@ impl<C, B, H> RetryPolicy<C, B, H> {
         self.max_elapsed
     }
 
-    /// The longest server-given delay the layer waits for.
+    /// The maximum server-given delay the layer waits for.
     pub fn max_retry_after(&self) -> Duration {
         self.max_retry_after
     }
@@ -244,7 +244,7 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
             rng: self.request_rng(),
         });
         // The schedule advances even when the server sets this delay, so that later delays
-        // keep growing, and a finite schedule limits the retries whoever sets the delay.
+        // keep growing, and a finite schedule limits the retries whether the server or the schedule sets the delay.
         let scheduled = state
             .backoff
             .next_delay(&mut state.rng)
@@ -371,8 +371,8 @@ impl<C, B, H> RetryPolicyBuilder<C, B, H> {
         self
     }
 
-    /// Sets the longest server-given delay the layer waits for (default 60 s). When a server
-    /// asks for longer, its response is returned at once.
+    /// Sets the maximum server-given delay the layer waits for (default 60 s). When a server
+    /// requests a longer delay, its response is returned at once.
     pub fn max_retry_after(mut self, max_retry_after: impl Into<Interval>) -> Self {
         self.max_retry_after = max_retry_after.into();
         self

@@ -59,7 +59,7 @@ pub trait Budget: fmt::Debug + Send + Sync {
 
     /// Records the outcome of one attempt: `true` when the classifier found it a success,
     /// `false` when it found it a retryable failure. A fatal outcome (a 404, say) is not
-    /// recorded, because it says nothing about whether the server is overloaded.
+    /// recorded, because it tells nothing about whether the server is overloaded.
     ///
     /// The layer calls this after every attempt, before it calls `withdraw`. Budgets
     /// that count only requests, like [`TpsBudget`], keep the default, which does nothing.
