@@ -77,19 +77,11 @@ where
     fn plan(&self, request: &Request<ReplayBody<B>>) -> Plan<Self::Facts> {
         let body = request.body().handle();
         let may_replay = body.is_replayable();
-        let (inner, may_retry, max_attempts, max_elapsed) = self.inner.plan(request).into_parts();
-
-        let mut plan = Plan::new(ReplayableFacts { inner, body });
-        if !may_retry || !may_replay {
-            plan = plan.no_retry();
-        }
-        if let Some(max_attempts) = max_attempts {
-            plan = plan.max_attempts(max_attempts);
-        }
-        if let Some(max_elapsed) = max_elapsed {
-            plan = plan.max_elapsed(max_elapsed);
-        }
-        plan
+        let plan = self
+            .inner
+            .plan(request)
+            .map_facts(|inner| ReplayableFacts { inner, body });
+        if may_replay { plan } else { plan.no_retry() }
     }
 
     fn classify(&self, facts: &Self::Facts, outcome: &Result<Res, E>) -> Verdict {

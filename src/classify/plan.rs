@@ -50,6 +50,17 @@ impl<F> Plan<F> {
         self
     }
 
+    /// Replaces the facts and keeps the rest of the plan, for a classifier that wraps
+    /// another one.
+    pub fn map_facts<G>(self, map: impl FnOnce(F) -> G) -> Plan<G> {
+        Plan {
+            facts: map(self.facts),
+            may_retry: self.may_retry,
+            max_attempts: self.max_attempts,
+            max_elapsed: self.max_elapsed,
+        }
+    }
+
     /// The facts the classifier kept.
     pub fn facts(&self) -> &F {
         &self.facts
