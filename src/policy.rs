@@ -50,6 +50,8 @@ pub struct RetryPolicy<C, B = Exponential, H = ()> {
     pub(crate) hooks: H,
     pub(crate) logging: Logging,
     budget: Option<Arc<dyn Budget>>,
+    /// Whether the budget wants the outcome of each attempt, asked once at build time.
+    budget_records: bool,
     seed: u64,
     /// Requests that have drawn a random number generator so far, which makes each request's
     /// generator different.
@@ -166,7 +168,9 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
         };
 
         if verdict == Verdict::Success {
-            if let Some(budget) = &self.budget {
+            if self.budget_records
+                && let Some(budget) = &self.budget
+            {
                 budget.record(true);
             }
             self.logging.success_event(&event);
@@ -193,7 +197,9 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
             // `decide` handles a success before it calls this function.
             Verdict::Success => return Decision::Return,
         };
-        if let Some(budget) = &self.budget {
+        if self.budget_records
+            && let Some(budget) = &self.budget
+        {
             budget.record(false);
         }
 
@@ -483,6 +489,10 @@ impl<C, B, H> RetryPolicyBuilder<C, B, H> {
             max_retry_after,
             hooks: self.hooks,
             logging: self.logging,
+            budget_records: self
+                .budget
+                .as_ref()
+                .is_some_and(|budget| budget.records_outcomes()),
             budget: self.budget,
             seed: self.seed.unwrap_or_else(rand::random),
             rng_draws: AtomicU64::new(0),

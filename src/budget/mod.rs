@@ -66,4 +66,11 @@ pub trait Budget: fmt::Debug + Send + Sync {
     fn record(&self, success: bool) {
         let _ = success;
     }
+
+    /// Whether [`record`](Self::record) does anything. The layer asks once, when the policy
+    /// is built, and skips the call on every attempt when it does not. The default is
+    /// `true`, so that a budget that overrides `record` is always told.
+    fn records_outcomes(&self) -> bool {
+        true
+    }
 }

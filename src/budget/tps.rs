@@ -149,6 +149,10 @@ impl Budget for TpsBudget {
         self.deposits[slot_index(slot)].increment(slot);
     }
 
+    fn records_outcomes(&self) -> bool {
+        false
+    }
+
     fn withdraw(&self) -> bool {
         let slot = self.current_slot();
         let (deposits, withdrawals) = self.totals(slot);
