@@ -8,7 +8,7 @@
 //!
 //! A [`RetryLayer`] contains one [`RetryPolicy`], made of:
 //!
-//! - a [classifier](classify) that sees the request and each outcome and returns
+//! - a [classifier](classify) that inspects the request and each outcome and returns
 //!   success, retry (optionally after a server-given delay) or fatal;
 //! - a [backoff schedule](backoff) with [`Jitter`];
 //! - limits: `max_attempts` (counting the first attempt), `max_elapsed` over all attempts and

@@ -133,7 +133,7 @@ impl Logging {
     }
 }
 
-/// Returns the level if an event at it could be recorded now. One atomic load answers this
+/// Returns the level if an event at it could be recorded now. One atomic load decides this
 /// before the per-level call sites are reached, which keeps the success path cheap when no
 /// subscriber listens.
 #[inline]

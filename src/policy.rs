@@ -368,10 +368,12 @@ impl<C, B, H> RetryPolicyBuilder<C, B, H> {
     ///
     /// Elapsed time is measured after each attempt. A sleep that would end at or after the
     /// deadline is not taken: the last outcome is returned at once. An attempt in flight is
-    /// not cancelled; put `tower::timeout` inside the retry layer for that. Nor is the wait
-    /// for the inner service's readiness before a retry, because the failed outcome is
-    /// released before the sleep; put `tower::load_shed` inside the retry layer to turn an
-    /// unready service into an error that the deadline then ends.
+    /// not cancelled; put `tower::timeout` inside the retry layer for that.
+    ///
+    /// The wait for the inner service's readiness before a retry is not bounded either,
+    /// because the failed outcome is released before the sleep and nothing is left to
+    /// return. Put `tower::load_shed` inside the retry layer to turn an unready service into
+    /// an error, which the deadline then ends.
     pub fn max_elapsed(mut self, max_elapsed: impl Into<Interval>) -> Self {
         self.max_elapsed = Some(max_elapsed.into());
         self

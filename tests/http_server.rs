@@ -23,7 +23,7 @@ use tower_backoff::classify::HttpClassifier;
 use tower_backoff::hooks::{DelaySource, GiveUpReason};
 use tower_backoff::{Jitter, Logging, RetryLayer, RetryPolicy, RetryPolicyBuilder};
 
-/// One scripted answer of the server.
+/// One scripted response of the server.
 #[derive(Clone)]
 enum Answer {
     Status(u16),
@@ -47,7 +47,7 @@ struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server that gives the answers in order, then 200 to every later request.
+    /// Starts a server that sends the scripted responses in order, then 200 to every later request.
     async fn start(answers: Vec<Answer>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         Self::serve(listener, answers)

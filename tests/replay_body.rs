@@ -432,7 +432,7 @@ async fn hundred_mib_buffer_stays_capped() {
     const CHUNK: u64 = 64 * 1024;
 
     let server = TestServer::start(vec![Answer::ReadThen(503)]).await;
-    // One 64 KiB chunk, shared by every frame, so the test itself holds 64 KiB only.
+    // One 64 KiB chunk, shared by every frame, so the test itself keeps only 64 KiB in memory.
     let chunk = Bytes::from(vec![0xa5; CHUNK as usize]);
     let frames = (0..LEN / CHUNK).map(move |_| Ok::<_, BoxError>(Frame::data(chunk.clone())));
     let body = StreamBody::new(tokio_stream::iter(frames)).boxed_unsync();

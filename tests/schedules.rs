@@ -170,17 +170,14 @@ fn equal_and_proportional_jitter_bounds() {
     let mut rng = rng();
     for _ in 0..10_000 {
         let equal = Jitter::Equal.apply(secs(4), &mut rng);
-        assert!(equal >= secs(2) && equal <= secs(4), "equal: {equal:?}");
+        assert!(equal >= secs(2), "equal: {equal:?}");
+        assert!(equal <= secs(4), "equal: {equal:?}");
         let proportional = Jitter::Proportional(0.2).apply(secs(10), &mut rng);
-        assert!(
-            proportional >= secs(8) && proportional <= secs(12),
-            "proportional: {proportional:?}"
-        );
+        assert!(proportional >= secs(8), "proportional: {proportional:?}");
+        assert!(proportional <= secs(12), "proportional: {proportional:?}");
         let additive = Jitter::Additive(secs(1).into()).apply(secs(3), &mut rng);
-        assert!(
-            additive >= secs(3) && additive <= secs(4),
-            "additive: {additive:?}"
-        );
+        assert!(additive >= secs(3), "additive: {additive:?}");
+        assert!(additive <= secs(4), "additive: {additive:?}");
     }
 }
 

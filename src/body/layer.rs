@@ -23,7 +23,7 @@ impl ReplayBodyLayer {
         Self { cap }
     }
 
-    /// The most data bytes each body records.
+    /// Returns the maximum number of data bytes each body records.
     pub fn cap(&self) -> usize {
         self.cap
     }

@@ -14,7 +14,7 @@
 //! # When a request is replayed
 //!
 //! A request is sent again, with the same data frames and trailers, when the classifier
-//! asks for a retry and the body is replayable at that moment:
+//! returns a retry verdict and the body is replayable at that moment:
 //!
 //! - the first attempt sent the body to its end, and the data frames added up to at most
 //!   the cap (64 KiB by default, set with [`ReplayBodyLayer::new`]). Trailers do not count

@@ -198,7 +198,7 @@ impl<B: Body> ReplayBody<B> {
 }
 
 impl<B> ReplayBody<B> {
-    /// The most data bytes this body records.
+    /// Returns the maximum number of data bytes this body records.
     pub fn cap(&self) -> usize {
         self.recording.cap
     }
@@ -489,8 +489,8 @@ impl<B> Drop for ReplayBody<B> {
         }
         drop(state);
 
-        // Dropping the wrapped body tells its producer, such as a channel sender, that
-        // nobody reads it any more.
+        // Dropping the wrapped body closes it, so that its producer, such as a channel
+        // sender, stops producing.
         lock_source(&self.source).take();
     }
 }
@@ -541,7 +541,7 @@ impl ReplayHandle {
         self.recording.lock().max_buffered
     }
 
-    /// The most data bytes the body records.
+    /// Returns the maximum number of data bytes the body records.
     pub fn cap(&self) -> usize {
         self.recording.cap
     }

@@ -59,7 +59,7 @@ pub trait Budget: fmt::Debug + Send + Sync {
 
     /// Records the outcome of one attempt: `true` when the classifier found it a success,
     /// `false` when it found it a retryable failure. A fatal outcome (a 404, say) is not
-    /// recorded, because it tells nothing about whether the server is overloaded.
+    /// recorded, because it carries no information about whether the server is overloaded.
     ///
     /// The layer calls this after every attempt, before it calls `withdraw`. Budgets
     /// that count only requests, like [`TpsBudget`], keep the default, which does nothing.
@@ -67,9 +67,10 @@ pub trait Budget: fmt::Debug + Send + Sync {
         let _ = success;
     }
 
-    /// Whether [`record`](Self::record) does anything. The layer asks once, when the policy
-    /// is built, and skips the call on every attempt when it does not. The default is
-    /// `true`, so that a budget that overrides `record` is always told.
+    /// Returns whether [`record`](Self::record) does anything. The layer calls this once,
+    /// when the policy is built, and skips `record` on every attempt when it returns
+    /// `false`. The default is `true`, so that a budget that overrides `record` always
+    /// receives the outcomes.
     fn records_outcomes(&self) -> bool {
         true
     }

@@ -43,9 +43,9 @@ const GRPC_RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 /// - A head with an HTTP status other than 200 and no `grpc-status` comes from a proxy, not
 ///   from a gRPC server. Its status is mapped to a gRPC code as the gRPC project's HTTP to
 ///   gRPC status mapping does: 429, 502, 503 and 504 become `UNAVAILABLE`.
-/// - A transport error that proves the request was never sent is retried for every call;
-///   other transport errors only for calls marked with [`Idempotent`], because a gRPC call
-///   may change state on the server (see [`TransportError`]).
+/// - A transport error that proves the request was never sent is retried for every call.
+///   Other transport errors are retried only for calls marked with [`Idempotent`], because
+///   a gRPC call may change state on the server (see [`TransportError`]).
 ///
 /// A [`RetryOverride`] request extension changes the limits of one call, or switches its
 /// retries off, as it does for [`HttpClassifier`](super::HttpClassifier).

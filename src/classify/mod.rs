@@ -96,8 +96,8 @@ pub trait Classify<Req, Res, E> {
 
 /// Combinators for every classifier.
 pub trait ClassifyExt: Sized {
-    /// Makes errors for which `give_up` returns `true` fatal, whatever the inner classifier
-    /// says. This is Python backoff's `giveup`.
+    /// Makes errors for which `give_up` returns `true` fatal, whatever the verdict of the
+    /// inner classifier. This is Python backoff's `giveup`.
     fn give_up_if<F>(self, give_up: F) -> GiveUpIf<Self, F> {
         GiveUpIf::new(self, give_up)
     }

@@ -17,7 +17,7 @@ use tower_backoff::hooks::{DelaySource, Event, GiveUpReason, Hooks};
 
 pub type Outcome = Result<Response<String>, io::Error>;
 
-/// One scripted answer: how long the attempt takes, then a response or an error.
+/// One scripted step: how long the attempt takes, then a response or an error.
 #[derive(Debug, Clone)]
 pub struct Step {
     latency: Duration,
@@ -89,7 +89,7 @@ pub struct Call {
     pub headers: http::HeaderMap,
 }
 
-/// A service that answers from a script and records each call. After the script runs out,
+/// A service that responds from a script and records each call. After the script runs out,
 /// it repeats the last step.
 #[derive(Clone)]
 pub struct Scripted {
