@@ -55,8 +55,13 @@ pin_project! {
         state: State<S::Future>,
         policy: Arc<RetryPolicy<C, B, H>>,
         facts: C::Facts,
-        // `None` for a request that is never retried, which is not cloned.
-        retry: Option<Retrying<S, Req, B>>,
+        // The clone of the service that sends the retries; `None` for a request that is
+        // never retried, which is not cloned either.
+        service: Option<S>,
+        // The request to send next. The last allowed attempt takes it instead of cloning it.
+        request: Option<Req>,
+        // Created at the first retry.
+        schedule: Option<ScheduleState<B>>,
         attempt: u32,
         limits: Limits,
         started: Instant,
@@ -81,24 +86,17 @@ pin_project! {
     }
 }
 
-/// What a retryable request keeps between attempts.
-struct Retrying<S, Req, B> {
-    service: S,
-    /// The request to send next. The last allowed attempt takes it instead of cloning it.
-    request: Option<Req>,
-    schedule: Option<ScheduleState<B>>,
-}
-
 impl<S, Req, C, B, H> ResponseFuture<S, Req, C, B, H>
 where
     S: Service<Req>,
     C: Classify<Req, S::Response, S::Error>,
 {
+    #[inline]
     pub(crate) fn new(
         future: S::Future,
         policy: Arc<RetryPolicy<C, B, H>>,
         facts: C::Facts,
-        retry: Option<(S, Req)>,
+        (service, request): (Option<S>, Option<Req>),
         limits: Limits,
         started: Instant,
     ) -> Self {
@@ -106,11 +104,9 @@ where
             state: State::Calling { future },
             policy,
             facts,
-            retry: retry.map(|(service, request)| Retrying {
-                service,
-                request: Some(request),
-                schedule: None,
-            }),
+            service,
+            request,
+            schedule: None,
             attempt: 1,
             limits,
             started,
@@ -136,7 +132,7 @@ where
                     let outcome = ready!(future.poll(cx));
                     let verdict = this.policy.classifier.classify(this.facts, &outcome);
 
-                    let Some(retry) = this.retry.as_mut() else {
+                    if this.service.is_none() {
                         // Never retried: the limits allow one attempt, so the policy
                         // only runs the hooks.
                         let limits = Limits {
@@ -146,7 +142,7 @@ where
                         this.policy
                             .decide(verdict, &outcome, 1, *this.started, limits, &mut None);
                         return Poll::Ready(outcome);
-                    };
+                    }
 
                     let decision = this.policy.decide(
                         verdict,
@@ -154,7 +150,7 @@ where
                         *this.attempt,
                         *this.started,
                         *this.limits,
-                        &mut retry.schedule,
+                        this.schedule,
                     );
                     match decision {
                         Decision::Return => return Poll::Ready(outcome),
@@ -173,10 +169,10 @@ where
                     this.state.set(State::Readying);
                 }
                 StateProjection::Readying => {
-                    let Some(retry) = this.retry.as_mut() else {
+                    let Some(service) = this.service.as_mut() else {
                         unreachable!("only a request kept for retries sleeps");
                     };
-                    if let Err(error) = ready!(retry.service.poll_ready(cx)) {
+                    if let Err(error) = ready!(service.poll_ready(cx)) {
                         let outcome = Err(error);
                         let mut event = Event {
                             attempt: *this.attempt,
@@ -192,9 +188,9 @@ where
 
                     *this.attempt += 1;
                     let request = if *this.attempt < this.limits.max_attempts {
-                        retry.request.clone()
+                        this.request.clone()
                     } else {
-                        retry.request.take()
+                        this.request.take()
                     };
                     let Some(mut request) = request else {
                         unreachable!("the request is taken only for the last attempt");
@@ -202,7 +198,7 @@ where
                     this.policy
                         .classifier
                         .prepare_attempt(&mut request, *this.attempt);
-                    let future = retry.service.call(request);
+                    let future = service.call(request);
                     this.state.set(State::Calling { future });
                 }
             }
@@ -224,7 +220,7 @@ where
         f.debug_struct("ResponseFuture")
             .field("state", &state)
             .field("attempt", &self.attempt)
-            .field("retryable", &self.retry.is_some())
+            .field("retryable", &self.service.is_some())
             .finish_non_exhaustive()
     }
 }

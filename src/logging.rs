@@ -120,17 +120,23 @@ impl Logging {
 
     #[inline]
     pub(crate) fn success_event<Res, E>(&self, event: &Event<'_, Res, E>) {
-        let Some(level) = enabled(self.other) else {
-            return;
-        };
-        emit!(
-            level,
-            attempt = event.attempt,
-            elapsed_ms = millis(event.elapsed()),
-            outcome = outcome_name(event),
-            "attempt succeeded"
-        );
+        if let Some(level) = enabled(self.other) {
+            emit_success(level, event);
+        }
     }
+}
+
+/// Records the success event. Kept out of line, so that the check in
+/// [`Logging::success_event`] is all that the success path inlines.
+#[inline(never)]
+fn emit_success<Res, E>(level: Level, event: &Event<'_, Res, E>) {
+    emit!(
+        level,
+        attempt = event.attempt,
+        elapsed_ms = millis(event.elapsed()),
+        outcome = outcome_name(event),
+        "attempt succeeded"
+    );
 }
 
 /// Returns the level if an event at it could be recorded now. One atomic load decides this

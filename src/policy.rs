@@ -144,8 +144,9 @@ pub(crate) enum Decision {
 impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
     /// Decides what follows an attempt and runs the hooks and log events for it.
     ///
-    /// A success, the common case, takes a short inlined path.
-    #[inline]
+    /// A success, the common case, takes a short path that is inlined into the response
+    /// future; a failure calls out to [`Self::decide_failure`].
+    #[inline(always)]
     pub(crate) fn decide<Res, E>(
         &self,
         verdict: Verdict,
@@ -181,6 +182,7 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
     }
 
     /// Decides what follows a failed attempt: a sleep before the next one, or giving up.
+    #[inline(never)]
     fn decide_failure<Res, E>(
         &self,
         verdict: Verdict,

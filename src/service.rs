@@ -73,15 +73,19 @@ where
         self.policy.deposit(started);
 
         self.policy.classifier.prepare_attempt(&mut request, 1);
-        let retry =
-            (may_retry && limits.allow_retry()).then(|| (self.inner.clone(), request.clone()));
+        // The two clones stay separate options rather than one optional pair: the future
+        // stores them as separate fields, and building a pair first costs an extra copy of
+        // both on every request.
+        let retryable = may_retry && limits.allow_retry();
+        let service = retryable.then(|| self.inner.clone());
+        let copy = retryable.then(|| request.clone());
         let future = self.inner.call(request);
 
         ResponseFuture::new(
             future,
             Arc::clone(&self.policy),
             facts,
-            retry,
+            (service, copy),
             limits,
             started,
         )

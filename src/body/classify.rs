@@ -96,6 +96,7 @@ where
         verdict
     }
 
+    #[inline]
     fn prepare_attempt(&self, request: &mut Request<ReplayBody<B>>, attempt: u32) {
         self.inner.prepare_attempt(request, attempt);
     }

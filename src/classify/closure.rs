@@ -155,6 +155,7 @@ where
         }
     }
 
+    #[inline]
     fn prepare_attempt(&self, request: &mut Req, attempt: u32) {
         self.inner.prepare_attempt(request, attempt);
     }
@@ -189,6 +190,7 @@ where
         self.inner.classify(facts, outcome)
     }
 
+    #[inline]
     fn prepare_attempt(&self, request: &mut Req, attempt: u32) {
         self.inner.prepare_attempt(request, attempt);
     }

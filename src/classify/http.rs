@@ -236,6 +236,7 @@ where
         }
     }
 
+    #[inline]
     fn prepare_attempt(&self, request: &mut Request<B>, attempt: u32) {
         if let Some(name) = &self.attempt_header {
             request
