@@ -36,7 +36,8 @@ pub enum GiveUpReason {
     Exhausted,
     /// A finite backoff schedule ran out of delays.
     ScheduleEnded,
-    /// The next sleep would end at or after the `max_elapsed` deadline.
+    /// The next sleep would end at or after the `max_elapsed` deadline, or less than 1 ms
+    /// before it. tokio's millisecond timer could end such a sleep after the deadline.
     Deadline,
     /// The classifier found the outcome fatal.
     NotRetryable,

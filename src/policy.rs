@@ -104,6 +104,17 @@ impl<C, B, H> RetryPolicy<C, B, H> {
         }
     }
 
+    /// Reports an outcome to the budget, if it keeps outcomes.
+    #[inline]
+    fn record(&self, success: bool) {
+        if !self.budget_records {
+            return;
+        }
+        if let Some(budget) = &self.budget {
+            budget.record(success);
+        }
+    }
+
     /// Creates the random number generator of one request.
     pub(crate) fn request_rng(&self) -> SmallRng {
         let draw = self.rng_draws.fetch_add(1, Ordering::Relaxed);
@@ -111,6 +122,12 @@ impl<C, B, H> RetryPolicy<C, B, H> {
         SmallRng::seed_from_u64(self.seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 }
+
+/// The maximum time that tokio's timer adds to a sleep. The timer fires on whole-millisecond
+/// ticks and rounds the end of each sleep up to the next tick (tokio 1.54,
+/// `runtime/time/source.rs`). The deadline check adds this time, so that the timer cannot
+/// start a retry at or after the deadline.
+const TIMER_ROUNDING: Duration = Duration::from_nanos(999_999);
 
 /// The limits that apply to one request.
 #[derive(Debug, Clone, Copy)]
@@ -145,7 +162,7 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
     /// Decides what follows an attempt and runs the hooks and log events for it.
     ///
     /// A success, the common case, takes a short path that is inlined into the response
-    /// future; a failure calls out to [`Self::decide_failure`].
+    /// future. A failure calls [`Self::decide_failure`].
     #[inline(always)]
     pub(crate) fn decide<Res, E>(
         &self,
@@ -169,11 +186,7 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
         };
 
         if verdict == Verdict::Success {
-            if self.budget_records
-                && let Some(budget) = &self.budget
-            {
-                budget.record(true);
-            }
+            self.record(true);
             self.logging.success_event(&event);
             self.hooks.on_success(&event);
             return Decision::Return;
@@ -199,11 +212,7 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
             // `decide` handles a success before it calls this function.
             Verdict::Success => return Decision::Return,
         };
-        if self.budget_records
-            && let Some(budget) = &self.budget
-        {
-            budget.record(false);
-        }
+        self.record(false);
 
         // Measured after the attempt, so that a slow attempt counts towards the deadline.
         let elapsed = event.started.elapsed();
@@ -251,8 +260,8 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
             backoff: self.backoff.clone(),
             rng: self.request_rng(),
         });
-        // The schedule advances even when the server sets this delay, so that later delays
-        // keep growing, and a finite schedule limits the retries whether the server or the schedule sets the delay.
+        // The schedule advances even when the server sets this delay. Later delays keep
+        // growing, and a finite schedule limits the retries in both cases.
         let scheduled = state
             .backoff
             .next_delay(&mut state.rng)
@@ -270,16 +279,18 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
         };
 
         if let Some(max_elapsed) = limits.max_elapsed {
-            let wake = elapsed.checked_add(next_delay.0);
+            let wake = elapsed
+                .checked_add(next_delay.0)
+                .and_then(|wake| wake.checked_add(TIMER_ROUNDING));
             if wake.is_none_or(|wake| wake >= max_elapsed) {
                 return Err(GiveUpReason::Deadline);
             }
         }
 
-        if let Some(budget) = &self.budget
-            && !budget.withdraw()
-        {
-            return Err(GiveUpReason::Budget);
+        if let Some(budget) = &self.budget {
+            if !budget.withdraw() {
+                return Err(GiveUpReason::Budget);
+            }
         }
 
         Ok(next_delay)
@@ -369,8 +380,10 @@ impl<C, B, H> RetryPolicyBuilder<C, B, H> {
     /// Sets one deadline over all attempts and sleeps of a request (default none).
     ///
     /// Elapsed time is measured after each attempt. A sleep that would end at or after the
-    /// deadline is not taken: the last outcome is returned at once. An attempt in flight is
-    /// not cancelled; put `tower::timeout` inside the retry layer for that.
+    /// deadline is not taken: the last outcome is returned at once. Because tokio's timer
+    /// can end a sleep up to 1 ms late, a sleep that would end less than 1 ms before the
+    /// deadline is not taken either. An attempt in flight is not cancelled; put
+    /// `tower::timeout` inside the retry layer for that.
     ///
     /// The wait for the inner service's readiness before a retry is not bounded either,
     /// because the failed outcome is released before the sleep and nothing is left to

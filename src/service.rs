@@ -72,13 +72,14 @@ where
         // One clock reading serves the budget and the elapsed time of the request.
         self.policy.deposit(started);
 
-        self.policy.classifier.prepare_attempt(&mut request, 1);
-        // The two clones stay separate options rather than one optional pair: the future
-        // stores them as separate fields, and building a pair first costs an extra copy of
-        // both on every request.
+        // The clones stay two separate `Option`s, like the future's fields, because building
+        // one optional pair first copies both clones again on every request.
         let retryable = may_retry && limits.allow_retry();
         let service = retryable.then(|| self.inner.clone());
+        // Cloned before `prepare_attempt`, so that every later attempt starts from the
+        // caller's request rather than from the first attempt's.
         let copy = retryable.then(|| request.clone());
+        self.policy.classifier.prepare_attempt(&mut request, 1);
         let future = self.inner.call(request);
 
         ResponseFuture::new(

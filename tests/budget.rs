@@ -226,7 +226,7 @@ fn tps_invalid_parameters_are_rejected() {
         (
             TpsBudget::builder().window(-1.0),
             "budget.window",
-            ConfigErrorKind::NotFinite,
+            ConfigErrorKind::TooSmall,
         ),
         (
             TpsBudget::builder().window(f64::NAN),

@@ -106,7 +106,7 @@ fn decorrelated_invalid_parameters_are_rejected() {
         (
             Decorrelated::new(-1.0),
             "backoff.base",
-            ConfigErrorKind::NotFinite,
+            ConfigErrorKind::TooSmall,
         ),
         (
             Decorrelated::new(f64::NAN),

@@ -266,7 +266,13 @@ async fn scheduled_sleep_at_deadline_skipped() {
     assert_eq!(server.attempt_times_ms(), [0]);
     assert_eq!(log.reasons(), [GiveUpReason::Deadline]);
 
+    // tokio's timer could end the sleep up to 1 ms late, at or after the deadline.
     let deadline = secs(1) + Duration::from_nanos(1);
+    let (server, log) = deadline_run(status(503), Constant::new(secs(1)), deadline).await;
+    assert_eq!(server.attempt_times_ms(), [0]);
+    assert_eq!(log.reasons(), [GiveUpReason::Deadline]);
+
+    let deadline = secs(1) + millis(1);
     let (server, log) = deadline_run(status(503), Constant::new(secs(1)), deadline).await;
     assert_eq!(server.attempt_times_ms(), [0, 1000]);
     assert_eq!(log.reasons(), [GiveUpReason::Deadline]);
@@ -532,18 +538,29 @@ fn negative_spread_not_reported_too_large() {
 fn invalid_float_intervals_rejected_everywhere() {
     let rejected = |built: Result<_, tower_backoff::ConfigError>| built.unwrap_err().kind();
     let policy = || RetryPolicy::builder(HttpClassifier::default());
-    for seconds in [-1.0, f64::NAN, f64::INFINITY, -0.000_001] {
+    let cases = [
+        (-1.0, ConfigErrorKind::TooSmall),
+        (-0.000_001, ConfigErrorKind::TooSmall),
+        (f64::NAN, ConfigErrorKind::NotFinite),
+        (f64::INFINITY, ConfigErrorKind::NotFinite),
+        (f64::NEG_INFINITY, ConfigErrorKind::NotFinite),
+        (1e300, ConfigErrorKind::TooLarge),
+    ];
+    for (seconds, kind) in cases {
         assert_eq!(
             rejected(policy().max_elapsed(seconds).build().map(drop)),
-            ConfigErrorKind::NotFinite
+            kind,
+            "max_elapsed {seconds}"
         );
         assert_eq!(
             rejected(policy().max_retry_after(seconds).build().map(drop)),
-            ConfigErrorKind::NotFinite
+            kind,
+            "max_retry_after {seconds}"
         );
         assert_eq!(
             rejected(policy().backoff(Constant::new(seconds)).build().map(drop)),
-            ConfigErrorKind::NotFinite
+            kind,
+            "constant {seconds}"
         );
         assert_eq!(
             rejected(
@@ -552,7 +569,8 @@ fn invalid_float_intervals_rejected_everywhere() {
                     .build()
                     .map(drop)
             ),
-            ConfigErrorKind::NotFinite
+            kind,
+            "additive jitter {seconds}"
         );
     }
 }

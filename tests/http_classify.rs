@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use support::{EventLog, Scripted, error, get, post, secs, status};
 use tower::{Layer, ServiceExt};
 use tower_backoff::backoff::Constant;
-use tower_backoff::classify::{HttpClassifier, Idempotent};
+use tower_backoff::classify::{Classify, HttpClassifier, Idempotent, Plan, Verdict};
 use tower_backoff::hooks::GiveUpReason;
 use tower_backoff::{Jitter, Logging, RetryLayer, RetryPolicy};
 
@@ -352,6 +352,52 @@ async fn attempt_header_numbers_each_attempt() {
         .map(|call| call.headers["x-attempt"].to_str().unwrap().to_owned())
         .collect();
     assert_eq!(numbers, ["1", "2", "3"]);
+}
+
+/// `HttpClassifier` with a `prepare_attempt` that appends, rather than replaces, a header
+/// with the attempt number.
+struct AppendAttempt(HttpClassifier);
+
+impl Classify<Request<String>, Response<String>, io::Error> for AppendAttempt {
+    type Facts = <HttpClassifier as Classify<Request<String>, Response<String>, io::Error>>::Facts;
+
+    fn plan(&self, request: &Request<String>) -> Plan<Self::Facts> {
+        <HttpClassifier as Classify<_, Response<String>, io::Error>>::plan(&self.0, request)
+    }
+
+    fn classify(
+        &self,
+        facts: &Self::Facts,
+        outcome: &Result<Response<String>, io::Error>,
+    ) -> Verdict {
+        <HttpClassifier as Classify<Request<String>, _, _>>::classify(&self.0, facts, outcome)
+    }
+
+    fn prepare_attempt(&self, request: &mut Request<String>, attempt: u32) {
+        request.headers_mut().append("x-try", attempt.into());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn prepare_attempt_starts_from_caller_request() {
+    let policy = RetryPolicy::builder(AppendAttempt(HttpClassifier::default()))
+        .backoff(Constant::new(secs(1)))
+        .jitter(Jitter::None)
+        .logging(Logging::off())
+        .build()
+        .unwrap();
+    let server = Scripted::new(vec![status(503), status(503), status(200)]);
+    let service = RetryLayer::new(policy).layer(server.clone());
+
+    let outcome = service.oneshot(get()).await;
+
+    assert_eq!(outcome.unwrap().status(), 200);
+    let calls = server.calls();
+    assert_eq!(calls.len(), 3);
+    for (call, attempt) in calls.iter().zip(["1", "2", "3"]) {
+        let values: Vec<_> = call.headers.get_all("x-try").iter().collect();
+        assert_eq!(values, [attempt]);
+    }
 }
 
 #[tokio::test(start_paused = true)]

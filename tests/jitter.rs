@@ -5,9 +5,9 @@ mod support;
 use std::time::Duration;
 use support::{EventLog, Scripted, get, secs, status};
 use tower::{Layer, ServiceExt};
-use tower_backoff::backoff::Exponential;
+use tower_backoff::backoff::{Constant, Exponential, List};
 use tower_backoff::classify::HttpClassifier;
-use tower_backoff::{Jitter, Logging, RetryLayer, RetryPolicy};
+use tower_backoff::{ConfigErrorKind, Jitter, Logging, RetryLayer, RetryPolicy};
 
 fn layer(
     seed: Option<u64>,
@@ -111,4 +111,123 @@ async fn no_jitter_gives_exact_schedule() {
     let expected: Vec<Duration> = [1, 2, 4, 8, 16].into_iter().map(secs).collect();
     assert_eq!(sequences[0], expected);
     assert_eq!(sequences[1], expected);
+}
+
+/// Sends one request that fails five times through a layer with the given constant
+/// schedule and jitter, and returns the delays of its retries.
+async fn constant_delays(schedule: Constant, jitter: Jitter, seed: u64) -> Vec<Duration> {
+    let log = EventLog::default();
+    let policy = RetryPolicy::builder(HttpClassifier::default())
+        .backoff(schedule)
+        .jitter(jitter)
+        .max_attempts(6)
+        .no_budget()
+        .seed(seed)
+        .logging(Logging::off())
+        .hooks(log.clone())
+        .build()
+        .unwrap();
+    let service = RetryLayer::new(policy).layer(Scripted::new([status(503)]));
+    service.oneshot(get()).await.unwrap();
+    log.delays()
+}
+
+#[tokio::test(start_paused = true)]
+async fn additive_jitter_adds_to_constant() {
+    let mut delays = Vec::new();
+    for seed in 0..20 {
+        delays.extend(
+            constant_delays(
+                Constant::new(secs(1)),
+                Jitter::Additive(secs(1).into()),
+                seed,
+            )
+            .await,
+        );
+    }
+
+    assert_eq!(delays.len(), 100);
+    assert!(delays.iter().all(|delay| *delay >= secs(1)), "{delays:?}");
+    assert!(delays.iter().all(|delay| *delay <= secs(2)), "{delays:?}");
+    assert!(
+        delays
+            .iter()
+            .any(|delay| *delay > Duration::from_millis(1500)),
+        "{delays:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn proportional_jitter_spreads_constant_both_ways() {
+    let mut delays = Vec::new();
+    for seed in 0..20 {
+        delays
+            .extend(constant_delays(Constant::new(secs(1)), Jitter::Proportional(0.2), seed).await);
+    }
+
+    assert!(
+        delays
+            .iter()
+            .all(|delay| *delay >= Duration::from_millis(800)),
+        "{delays:?}"
+    );
+    assert!(
+        delays
+            .iter()
+            .all(|delay| *delay <= Duration::from_millis(1200)),
+        "{delays:?}"
+    );
+    assert!(
+        delays
+            .iter()
+            .any(|delay| *delay > Duration::from_millis(1100)),
+        "{delays:?}"
+    );
+    assert!(
+        delays
+            .iter()
+            .any(|delay| *delay < Duration::from_millis(900)),
+        "{delays:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn constant_cap_bounds_jitter() {
+    let schedule = Constant::new(secs(1)).max_delay(Duration::from_millis(1100));
+    let mut delays = Vec::new();
+    for seed in 0..20 {
+        delays.extend(constant_delays(schedule, Jitter::Additive(secs(1).into()), seed).await);
+    }
+
+    assert!(delays.iter().all(|delay| *delay >= secs(1)), "{delays:?}");
+    assert!(
+        delays
+            .iter()
+            .all(|delay| *delay <= Duration::from_millis(1100)),
+        "{delays:?}"
+    );
+}
+
+#[test]
+fn constant_and_list_caps_validated() {
+    let build = |schedule| {
+        RetryPolicy::builder(HttpClassifier::default())
+            .backoff(schedule)
+            .build()
+            .map(drop)
+    };
+    let error = build(Constant::new(secs(2)).max_delay(secs(1))).unwrap_err();
+    assert_eq!(error.field(), "backoff.max_delay");
+    assert_eq!(error.kind(), ConfigErrorKind::TooSmall);
+
+    let list = |cap| {
+        RetryPolicy::builder(HttpClassifier::default())
+            .backoff(List::new([secs(1), secs(3), secs(2)]).max_delay(cap))
+            .build()
+            .map(drop)
+    };
+    let error = list(secs(2)).unwrap_err();
+    assert_eq!(error.field(), "backoff.max_delay");
+    assert_eq!(error.kind(), ConfigErrorKind::TooSmall);
+    assert!(list(secs(3)).is_ok());
 }

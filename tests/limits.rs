@@ -76,6 +76,38 @@ async fn deadline_counts_slow_attempts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn timer_rounding_counts_toward_deadline() {
+    // tokio ends this sleep at the next whole millisecond, 10 s, which is the deadline.
+    let server = Scripted::new([status(503), status(200)]);
+    let log = EventLog::default();
+    let policy = builder()
+        .backoff(Constant::new(Duration::from_micros(9_999_500)))
+        .max_elapsed(secs(10));
+    let service = layer(policy, &log).layer(server.clone());
+
+    let response = service.oneshot(get()).await.unwrap();
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(server.attempt_times_ms(), [0]);
+    assert_eq!(log.reasons(), [GiveUpReason::Deadline]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn whole_millisecond_before_deadline_retried() {
+    let server = Scripted::new([status(503), status(200)]);
+    let log = EventLog::default();
+    let policy = builder()
+        .backoff(Constant::new(millis(9_999)))
+        .max_elapsed(secs(10));
+    let service = layer(policy, &log).layer(server.clone());
+
+    let response = service.oneshot(get()).await.unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.attempt_times_ms(), [0, 9_999]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn first_attempt_succeeds() {
     let server = Scripted::new([status(200)]);
     let log = EventLog::default();

@@ -1,10 +1,13 @@
-use super::{Backoff, Interval};
+use super::{Backoff, Interval, validate_cap};
 use crate::{ConfigError, ConfigErrorKind};
 use rand::rngs::SmallRng;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The same delay before every retry.
+///
+/// The schedule has no cap unless [`max_delay`](Constant::max_delay) sets one, so jitter
+/// that adds time (proportional, additive) may take a delay above the interval.
 ///
 /// ```
 /// use std::time::Duration;
@@ -18,6 +21,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy)]
 pub struct Constant {
     interval: Interval,
+    max_delay: Option<Interval>,
 }
 
 impl Constant {
@@ -25,7 +29,15 @@ impl Constant {
     pub fn new(interval: impl Into<Interval>) -> Self {
         Self {
             interval: interval.into(),
+            max_delay: None,
         }
+    }
+
+    /// Sets a cap on the delays after jitter. It must not be below the interval.
+    #[must_use]
+    pub fn max_delay(mut self, max_delay: impl Into<Interval>) -> Self {
+        self.max_delay = Some(max_delay.into());
+        self
     }
 }
 
@@ -35,17 +47,23 @@ impl Backoff for Constant {
     }
 
     fn max_delay(&self) -> Option<Duration> {
-        Some(self.interval.get())
+        self.max_delay.map(Interval::get)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.interval.validate("backoff.interval").map(drop)
+        let interval = self.interval.validate("backoff.interval")?;
+        match self.max_delay {
+            Some(max_delay) => validate_cap(interval, max_delay.validate("backoff.max_delay")?),
+            None => Ok(()),
+        }
     }
 }
 
 /// A finite list of delays. When the list ends, the request gives up.
 ///
-/// A list of two delays allows at most two retries, whatever `max_attempts` says.
+/// A list of two delays allows at most two retries, whatever the value of `max_attempts`.
+/// As with [`Constant`], jitter may take a delay above the largest interval unless
+/// [`max_delay`](List::max_delay) sets a cap.
 ///
 /// ```
 /// use std::time::Duration;
@@ -61,6 +79,7 @@ impl Backoff for Constant {
 pub struct List {
     intervals: Arc<[Interval]>,
     position: usize,
+    max_delay: Option<Interval>,
 }
 
 impl List {
@@ -73,7 +92,15 @@ impl List {
         Self {
             intervals: intervals.into_iter().map(Into::into).collect(),
             position: 0,
+            max_delay: None,
         }
+    }
+
+    /// Sets a cap on the delays after jitter. It must not be below the largest interval.
+    #[must_use]
+    pub fn max_delay(mut self, max_delay: impl Into<Interval>) -> Self {
+        self.max_delay = Some(max_delay.into());
+        self
     }
 }
 
@@ -85,7 +112,7 @@ impl Backoff for List {
     }
 
     fn max_delay(&self) -> Option<Duration> {
-        self.intervals.iter().map(|interval| interval.get()).max()
+        self.max_delay.map(Interval::get)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -97,8 +124,21 @@ impl Backoff for List {
                 "at least one interval",
             ));
         }
+        let mut largest = Duration::ZERO;
         for interval in self.intervals.iter() {
-            interval.validate("backoff.intervals")?;
+            largest = largest.max(interval.validate("backoff.intervals")?);
+        }
+        let Some(max_delay) = self.max_delay else {
+            return Ok(());
+        };
+        let max_delay = max_delay.validate("backoff.max_delay")?;
+        if max_delay < largest {
+            return Err(ConfigError::new(
+                "backoff.max_delay",
+                max_delay,
+                ConfigErrorKind::TooSmall,
+                "a cap at or above the largest interval",
+            ));
         }
         Ok(())
     }

@@ -21,11 +21,18 @@ impl Interval {
     /// Returns the duration, or an error naming `field` when the value is invalid.
     pub fn validate(self, field: &'static str) -> Result<Duration, ConfigError> {
         self.0.map_err(|seconds| {
+            let kind = if !seconds.is_finite() {
+                ConfigErrorKind::NotFinite
+            } else if seconds < 0.0 {
+                ConfigErrorKind::TooSmall
+            } else {
+                ConfigErrorKind::TooLarge
+            };
             ConfigError::new(
                 field,
                 seconds,
-                ConfigErrorKind::NotFinite,
-                "a finite, non-negative number of seconds",
+                kind,
+                "a finite, non-negative number of seconds that fits a Duration",
             )
         })
     }

@@ -35,8 +35,9 @@ const GRPC_RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 ///   it is one of the retryable codes (default `UNAVAILABLE`, 14), for every call, because
 ///   that list states which failures the caller considers safe to repeat.
 /// - A retryable response's `grpc-retry-pushback-ms` header sets the exact delay before the
-///   next attempt. A negative or invalid value means that the server requests no retry, so
-///   the response is fatal.
+///   next attempt. A negative or invalid value, or more than one value, means that the
+///   server requests no retry, so the response is fatal.
+/// - A repeated `grpc-status` header is read by its first value, as tonic 0.14 reads it.
 /// - A head with `grpc-status: 0` (OK), or with no `grpc-status` at all, is a success: the
 ///   server has started its response, so the call is committed and never retried, even if
 ///   its trailers later carry an error.
@@ -236,9 +237,15 @@ enum Pushback {
 }
 
 fn pushback(headers: &HeaderMap) -> Pushback {
-    let Some(value) = headers.get(GRPC_RETRY_PUSHBACK_MS) else {
+    let mut values = headers.get_all(GRPC_RETRY_PUSHBACK_MS).iter();
+    let Some(value) = values.next() else {
         return Pushback::Absent;
     };
+    // Two values leave the server's request unclear, so they count as an invalid one, as
+    // a repeated `Retry-After` does.
+    if values.next().is_some() {
+        return Pushback::DoNotRetry;
+    }
     let Ok(text) = value.to_str() else {
         return Pushback::DoNotRetry;
     };
@@ -333,6 +340,43 @@ mod tests {
                 "pushback {value:?}"
             );
         }
+    }
+
+    #[test]
+    fn repeated_pushback_not_retried() {
+        let classifier = GrpcClassifier::default();
+        for values in [["10", "-1"], ["10", "10"]] {
+            let mut unavailable = response(200, &[("grpc-status", "14")]);
+            for value in values {
+                unavailable
+                    .headers_mut()
+                    .append(GRPC_RETRY_PUSHBACK_MS, value.parse().unwrap());
+            }
+            assert_eq!(
+                verdict(&classifier, unavailable),
+                Verdict::Fatal,
+                "pushback {values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_status_read_by_first_value() {
+        let classifier = GrpcClassifier::default();
+        let mut ok_first = response(200, &[("grpc-status", "0")]);
+        ok_first
+            .headers_mut()
+            .append(GRPC_STATUS, "14".parse().unwrap());
+        assert_eq!(verdict(&classifier, ok_first), Verdict::Success);
+
+        let mut unavailable_first = response(200, &[("grpc-status", "14")]);
+        unavailable_first
+            .headers_mut()
+            .append(GRPC_STATUS, "0".parse().unwrap());
+        assert_eq!(
+            verdict(&classifier, unavailable_first),
+            Verdict::Retry(None)
+        );
     }
 
     #[test]
