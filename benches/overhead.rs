@@ -7,7 +7,8 @@
 //!   127.0.0.1, called bare, through `RetryLayer` and through `tower::retry::Retry`.
 //!
 //! After the criterion groups, the binary prints the heap allocations per call and the size
-//! of each contender's response future, counted by the global allocator below.
+//! of each contender's response future, counted by the global allocator below, and a
+//! loopback comparison in which the contenders take turns (see `compare_in_rounds`).
 //!
 //! Run with `cargo bench --bench overhead`; add `-- --quick` for a short run.
 
@@ -84,6 +85,10 @@ const MAX_ATTEMPTS: u32 = 3;
 
 /// Calls per contender in the allocation count, after as many warm-up calls.
 const COUNTED_CALLS: u32 = 10_000;
+
+/// Rounds of the interleaved loopback comparison, and requests per contender in each round.
+const ROUNDS: usize = 30;
+const REQUESTS_PER_ROUND: u64 = 2_000;
 
 /// The outcome of one call: the status, and the size in bytes of the response future that
 /// the contender created for it.
@@ -310,19 +315,19 @@ fn run_contender(
     runtime: &Runtime,
     rows: &mut Vec<AllocationRow>,
     (group_name, contender): (&'static str, &'static str),
-    mut call: impl AsyncFnMut() -> Sent,
+    call: &mut impl AsyncFnMut() -> Sent,
 ) {
     if let Some((name, calls)) = loop_request() {
         if name == format!("{group_name}/{contender}") {
-            time_calls(runtime, calls, &mut call);
+            time_calls(runtime, calls, call);
         }
         return;
     }
 
     group.bench_function(contender, |bencher| {
-        bencher.iter_custom(|iterations| time_calls(runtime, iterations, &mut call));
+        bencher.iter_custom(|iterations| time_calls(runtime, iterations, call));
     });
-    let (allocations_per_call, future_size) = count_allocations(runtime, &mut call);
+    let (allocations_per_call, future_size) = count_allocations(runtime, call);
     rows.push(AllocationRow {
         group: group_name,
         contender,
@@ -361,13 +366,19 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
         .sample_size(60);
 
     let mut bare = tower::service_fn(answer_ok);
-    run_contender(&mut group, &runtime, rows, (GROUP, "bare"), async || {
-        let (response, future_size) = send(&mut bare, get_request(uri.clone())).await;
-        Sent {
-            status: response.status(),
-            future_size,
-        }
-    });
+    run_contender(
+        &mut group,
+        &runtime,
+        rows,
+        (GROUP, "bare"),
+        &mut async || {
+            let (response, future_size) = send(&mut bare, get_request(uri.clone())).await;
+            Sent {
+                status: response.status(),
+                future_size,
+            }
+        },
+    );
 
     let mut tower_retry =
         tower::retry::Retry::new(TowerPolicy::exponential(true), tower::service_fn(answer_ok));
@@ -376,7 +387,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
         &runtime,
         rows,
         (GROUP, "tower_retry"),
-        async || {
+        &mut async || {
             let (response, future_size) = send(&mut tower_retry, get_request(uri.clone())).await;
             Sent {
                 status: response.status(),
@@ -391,7 +402,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
         &runtime,
         rows,
         (GROUP, "tower_backoff"),
-        async || {
+        &mut async || {
             let (response, future_size) = send(&mut tower_backoff, get_request(uri.clone())).await;
             Sent {
                 status: response.status(),
@@ -401,13 +412,20 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
     );
 
     let backon_service = tower::service_fn(answer_ok);
-    run_contender(&mut group, &runtime, rows, (GROUP, "backon"), async || {
-        let (response, future_size) = send_backon(&backon_service, &get_request(uri.clone())).await;
-        Sent {
-            status: response.status(),
-            future_size,
-        }
-    });
+    run_contender(
+        &mut group,
+        &runtime,
+        rows,
+        (GROUP, "backon"),
+        &mut async || {
+            let (response, future_size) =
+                send_backon(&backon_service, &get_request(uri.clone())).await;
+            Sent {
+                status: response.status(),
+                future_size,
+            }
+        },
+    );
 
     // The same two layers without their budgets, which shows what each budget's deposit
     // costs.
@@ -420,7 +438,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
         &runtime,
         rows,
         (GROUP, "tower_retry_no_budget"),
-        async || {
+        &mut async || {
             let (response, future_size) = send(&mut tower_retry, get_request(uri.clone())).await;
             Sent {
                 status: response.status(),
@@ -435,7 +453,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
         &runtime,
         rows,
         (GROUP, "tower_backoff_no_budget"),
-        async || {
+        &mut async || {
             let (response, future_size) = send(&mut tower_backoff, get_request(uri.clone())).await;
             Sent {
                 status: response.status(),
@@ -497,7 +515,7 @@ where
     }
 }
 
-fn loopback(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
+fn loopback(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec<RoundsRow> {
     const GROUP: &str = "loopback";
     let runtime = current_thread_runtime();
     let address = runtime.block_on(start_loopback_server());
@@ -513,34 +531,97 @@ fn loopback(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
         .measurement_time(Duration::from_secs(8))
         .sample_size(50);
 
-    let mut bare = client.clone();
-    run_contender(&mut group, &runtime, rows, (GROUP, "bare"), async || {
-        send_loopback(&mut bare, &uri).await
-    });
+    let mut bare_client = client.clone();
+    let mut bare = async || send_loopback(&mut bare_client, &uri).await;
+    run_contender(&mut group, &runtime, rows, (GROUP, "bare"), &mut bare);
 
-    let mut tower_backoff = tower_backoff_layer(true).layer(client.clone());
+    let mut layered = tower_backoff_layer(true).layer(client.clone());
+    let mut tower_backoff = async || send_loopback(&mut layered, &uri).await;
     run_contender(
         &mut group,
         &runtime,
         rows,
         (GROUP, "tower_backoff"),
-        async || send_loopback(&mut tower_backoff, &uri).await,
+        &mut tower_backoff,
     );
 
-    let mut tower_retry = tower::retry::Retry::new(TowerPolicy::exponential(true), client.clone());
+    let mut tower_layered =
+        tower::retry::Retry::new(TowerPolicy::exponential(true), client.clone());
+    let mut tower_retry = async || send_loopback(&mut tower_layered, &uri).await;
     run_contender(
         &mut group,
         &runtime,
         rows,
         (GROUP, "tower_retry"),
-        async || send_loopback(&mut tower_retry, &uri).await,
+        &mut tower_retry,
     );
 
     group.finish();
+    if loop_request().is_some() {
+        return Vec::new();
+    }
+    compare_in_rounds(&runtime, &mut bare, &mut tower_backoff, &mut tower_retry)
 }
 
-/// Prints the allocation report as a Markdown table on standard error.
-fn print_report(rows: &[AllocationRow]) {
+/// The change in loopback throughput of one layer against `bare`, over the rounds of
+/// `compare_in_rounds`, in percent.
+struct RoundsRow {
+    contender: &'static str,
+    median: f64,
+    first_quartile: f64,
+    third_quartile: f64,
+}
+
+/// Runs `ROUNDS` rounds in which each contender sends `REQUESTS_PER_ROUND` requests in
+/// turn, and returns each layer's change in throughput against `bare` within the same
+/// round.
+///
+/// Criterion measures one contender after the other, several seconds each, so a change in
+/// the machine's load between two contenders shows up as a difference between them. Here
+/// the contenders alternate within about 0.1 s, and the first contender of each round
+/// rotates, so such a change affects all of them alike.
+fn compare_in_rounds(
+    runtime: &Runtime,
+    bare: &mut impl AsyncFnMut() -> Sent,
+    tower_backoff: &mut impl AsyncFnMut() -> Sent,
+    tower_retry: &mut impl AsyncFnMut() -> Sent,
+) -> Vec<RoundsRow> {
+    let mut changes = [Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        let mut times = [0.0; 3];
+        for step in 0..times.len() {
+            let index = (round + step) % times.len();
+            let elapsed = match index {
+                0 => time_calls(runtime, REQUESTS_PER_ROUND, bare),
+                1 => time_calls(runtime, REQUESTS_PER_ROUND, tower_backoff),
+                _ => time_calls(runtime, REQUESTS_PER_ROUND, tower_retry),
+            };
+            times[index] = elapsed.as_secs_f64();
+        }
+        for (change, time) in changes.iter_mut().zip(&times[1..]) {
+            change.push((times[0] / time - 1.0) * 100.0);
+        }
+    }
+
+    ["tower_backoff", "tower_retry"]
+        .into_iter()
+        .zip(changes)
+        .map(|(contender, mut change)| {
+            change.sort_by(f64::total_cmp);
+            let quantile = |q: f64| change[((change.len() - 1) as f64 * q).round() as usize];
+            RoundsRow {
+                contender,
+                median: quantile(0.5),
+                first_quartile: quantile(0.25),
+                third_quartile: quantile(0.75),
+            }
+        })
+        .collect()
+}
+
+/// Prints the allocation report and the interleaved loopback comparison as Markdown
+/// tables on standard error.
+fn print_report(rows: &[AllocationRow], rounds: &[RoundsRow]) {
     eprintln!();
     eprintln!(
         "Heap allocations per call over {COUNTED_CALLS} calls after warm-up, and response future sizes:"
@@ -554,15 +635,29 @@ fn print_report(rows: &[AllocationRow]) {
             row.group, row.contender, row.allocations_per_call, row.future_size
         );
     }
+
+    eprintln!();
+    eprintln!(
+        "Loopback throughput against bare in {ROUNDS} rounds of {REQUESTS_PER_ROUND} requests per contender, run in turn:"
+    );
+    eprintln!();
+    eprintln!("| contender | median change | first quartile | third quartile |");
+    eprintln!("|---|---:|---:|---:|");
+    for row in rounds {
+        eprintln!(
+            "| {} | {:+.2}% | {:+.2}% | {:+.2}% |",
+            row.contender, row.median, row.first_quartile, row.third_quartile
+        );
+    }
 }
 
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let mut rows = Vec::new();
     success_path(&mut criterion, &mut rows);
-    loopback(&mut criterion, &mut rows);
+    let rounds = loopback(&mut criterion, &mut rows);
     if loop_request().is_none() {
         criterion.final_summary();
-        print_report(&rows);
+        print_report(&rows, &rounds);
     }
 }
