@@ -8,7 +8,7 @@
 //!
 //! After the criterion groups, the binary prints the heap allocations per call and the size
 //! of each contender's response future, counted by the global allocator below, and a
-//! loopback comparison in which the contenders take turns (see `compare_in_rounds`).
+//! comparison in which the contenders take turns (see `compare_in_rounds`).
 //!
 //! Run with `cargo bench --bench overhead`; add `-- --quick` for a short run.
 
@@ -86,9 +86,11 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Calls per contender in the allocation count, after as many warm-up calls.
 const COUNTED_CALLS: u32 = 10_000;
 
-/// Rounds of the interleaved loopback comparison, and requests per contender in each round.
+/// Rounds of the interleaved comparison, and calls per contender in each round of each
+/// group.
 const ROUNDS: usize = 30;
-const REQUESTS_PER_ROUND: u64 = 2_000;
+const SUCCESS_CALLS_PER_ROUND: u64 = 100_000;
+const LOOPBACK_CALLS_PER_ROUND: u64 = 2_000;
 
 /// The outcome of one call: the status, and the size in bytes of the response future that
 /// the contender created for it.
@@ -355,7 +357,7 @@ fn current_thread_runtime() -> Runtime {
         .expect("a current-thread runtime starts")
 }
 
-fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
+fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec<RoundsRow> {
     const GROUP: &str = "success_path";
     let runtime = current_thread_runtime();
     let uri = Uri::from_static("http://127.0.0.1/");
@@ -365,50 +367,47 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
         .measurement_time(Duration::from_secs(3))
         .sample_size(60);
 
-    let mut bare = tower::service_fn(answer_ok);
-    run_contender(
-        &mut group,
-        &runtime,
-        rows,
-        (GROUP, "bare"),
-        &mut async || {
-            let (response, future_size) = send(&mut bare, get_request(uri.clone())).await;
-            Sent {
-                status: response.status(),
-                future_size,
-            }
-        },
-    );
+    let mut bare_service = tower::service_fn(answer_ok);
+    let mut bare = async || {
+        let (response, future_size) = send(&mut bare_service, get_request(uri.clone())).await;
+        Sent {
+            status: response.status(),
+            future_size,
+        }
+    };
+    run_contender(&mut group, &runtime, rows, (GROUP, "bare"), &mut bare);
 
-    let mut tower_retry =
+    let mut tower_layered =
         tower::retry::Retry::new(TowerPolicy::exponential(true), tower::service_fn(answer_ok));
+    let mut tower_retry = async || {
+        let (response, future_size) = send(&mut tower_layered, get_request(uri.clone())).await;
+        Sent {
+            status: response.status(),
+            future_size,
+        }
+    };
     run_contender(
         &mut group,
         &runtime,
         rows,
         (GROUP, "tower_retry"),
-        &mut async || {
-            let (response, future_size) = send(&mut tower_retry, get_request(uri.clone())).await;
-            Sent {
-                status: response.status(),
-                future_size,
-            }
-        },
+        &mut tower_retry,
     );
 
-    let mut tower_backoff = tower_backoff_layer(true).layer(tower::service_fn(answer_ok));
+    let mut layered = tower_backoff_layer(true).layer(tower::service_fn(answer_ok));
+    let mut tower_backoff = async || {
+        let (response, future_size) = send(&mut layered, get_request(uri.clone())).await;
+        Sent {
+            status: response.status(),
+            future_size,
+        }
+    };
     run_contender(
         &mut group,
         &runtime,
         rows,
         (GROUP, "tower_backoff"),
-        &mut async || {
-            let (response, future_size) = send(&mut tower_backoff, get_request(uri.clone())).await;
-            Sent {
-                status: response.status(),
-                future_size,
-            }
-        },
+        &mut tower_backoff,
     );
 
     let backon_service = tower::service_fn(answer_ok);
@@ -429,7 +428,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
 
     // The same two layers without their budgets, which shows what each budget's deposit
     // costs.
-    let mut tower_retry = tower::retry::Retry::new(
+    let mut tower_no_budget = tower::retry::Retry::new(
         TowerPolicy::exponential(false),
         tower::service_fn(answer_ok),
     );
@@ -439,7 +438,8 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
         rows,
         (GROUP, "tower_retry_no_budget"),
         &mut async || {
-            let (response, future_size) = send(&mut tower_retry, get_request(uri.clone())).await;
+            let (response, future_size) =
+                send(&mut tower_no_budget, get_request(uri.clone())).await;
             Sent {
                 status: response.status(),
                 future_size,
@@ -447,14 +447,14 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
         },
     );
 
-    let mut tower_backoff = tower_backoff_layer(false).layer(tower::service_fn(answer_ok));
+    let mut no_budget = tower_backoff_layer(false).layer(tower::service_fn(answer_ok));
     run_contender(
         &mut group,
         &runtime,
         rows,
         (GROUP, "tower_backoff_no_budget"),
         &mut async || {
-            let (response, future_size) = send(&mut tower_backoff, get_request(uri.clone())).await;
+            let (response, future_size) = send(&mut no_budget, get_request(uri.clone())).await;
             Sent {
                 status: response.status(),
                 future_size,
@@ -463,6 +463,14 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) {
     );
 
     group.finish();
+    if loop_request().is_some() {
+        return Vec::new();
+    }
+    compare_in_rounds(GROUP, SUCCESS_CALLS_PER_ROUND, |index, calls| match index {
+        0 => time_calls(&runtime, calls, &mut bare),
+        1 => time_calls(&runtime, calls, &mut tower_retry),
+        _ => time_calls(&runtime, calls, &mut tower_backoff),
+    })
 }
 
 /// Returns 200 with the same body as `answer_ok`, as the handler of the loopback server.
@@ -560,67 +568,77 @@ fn loopback(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec<Rou
     if loop_request().is_some() {
         return Vec::new();
     }
-    compare_in_rounds(&runtime, &mut bare, &mut tower_backoff, &mut tower_retry)
+    compare_in_rounds(
+        GROUP,
+        LOOPBACK_CALLS_PER_ROUND,
+        |index, calls| match index {
+            0 => time_calls(&runtime, calls, &mut bare),
+            1 => time_calls(&runtime, calls, &mut tower_retry),
+            _ => time_calls(&runtime, calls, &mut tower_backoff),
+        },
+    )
 }
 
-/// The change in loopback throughput of one layer against `bare`, over the rounds of
-/// `compare_in_rounds`, in percent.
+/// The cost of one layer over the rounds of `compare_in_rounds`. `added_ns` holds the first
+/// quartile, median and third quartile of its time per call minus that of `bare` in the
+/// same round, and `throughput_change` the median change in calls per second, in percent.
 struct RoundsRow {
+    group: &'static str,
     contender: &'static str,
-    median: f64,
-    first_quartile: f64,
-    third_quartile: f64,
+    added_ns: [f64; 3],
+    throughput_change: f64,
 }
 
-/// Runs `ROUNDS` rounds in which each contender sends `REQUESTS_PER_ROUND` requests in
-/// turn, and returns each layer's change in throughput against `bare` within the same
-/// round.
+/// The contenders of `compare_in_rounds`, in the order of its `run` indexes.
+const ROUND_CONTENDERS: [&str; 3] = ["bare", "tower_retry", "tower_backoff"];
+
+/// Runs `ROUNDS` rounds in which `bare`, `tower_retry` and `tower_backoff` each make
+/// `calls` calls in turn, through `run(index, calls)`, and returns what each layer adds
+/// to a call compared with `bare` in the same round.
 ///
 /// Criterion measures one contender after the other, several seconds each, so a change in
 /// the machine's load between two contenders shows up as a difference between them. Here
-/// the contenders alternate within about 0.1 s, and the first contender of each round
-/// rotates, so such a change affects all of them alike.
+/// the contenders alternate within a fraction of a second, and the first contender of each
+/// round rotates, so such a change affects all of them alike.
 fn compare_in_rounds(
-    runtime: &Runtime,
-    bare: &mut impl AsyncFnMut() -> Sent,
-    tower_backoff: &mut impl AsyncFnMut() -> Sent,
-    tower_retry: &mut impl AsyncFnMut() -> Sent,
+    group: &'static str,
+    calls: u64,
+    mut run: impl FnMut(usize, u64) -> Duration,
 ) -> Vec<RoundsRow> {
-    let mut changes = [Vec::new(), Vec::new()];
+    let contenders = ROUND_CONTENDERS.len();
+    let mut added = vec![Vec::new(); contenders - 1];
+    let mut changes = vec![Vec::new(); contenders - 1];
     for round in 0..ROUNDS {
-        let mut times = [0.0; 3];
-        for step in 0..times.len() {
-            let index = (round + step) % times.len();
-            let elapsed = match index {
-                0 => time_calls(runtime, REQUESTS_PER_ROUND, bare),
-                1 => time_calls(runtime, REQUESTS_PER_ROUND, tower_backoff),
-                _ => time_calls(runtime, REQUESTS_PER_ROUND, tower_retry),
-            };
-            times[index] = elapsed.as_secs_f64();
+        let mut per_call = [0.0; ROUND_CONTENDERS.len()];
+        for step in 0..contenders {
+            let index = (round + step) % contenders;
+            per_call[index] = run(index, calls).as_secs_f64() * 1e9 / calls as f64;
         }
-        for (change, time) in changes.iter_mut().zip(&times[1..]) {
-            change.push((times[0] / time - 1.0) * 100.0);
+        for layer in 1..contenders {
+            added[layer - 1].push(per_call[layer] - per_call[0]);
+            changes[layer - 1].push((per_call[0] / per_call[layer] - 1.0) * 100.0);
         }
     }
 
-    ["tower_backoff", "tower_retry"]
-        .into_iter()
-        .zip(changes)
-        .map(|(contender, mut change)| {
-            change.sort_by(f64::total_cmp);
-            let quantile = |q: f64| change[((change.len() - 1) as f64 * q).round() as usize];
-            RoundsRow {
-                contender,
-                median: quantile(0.5),
-                first_quartile: quantile(0.25),
-                third_quartile: quantile(0.75),
-            }
+    (1..contenders)
+        .map(|layer| RoundsRow {
+            group,
+            contender: ROUND_CONTENDERS[layer],
+            added_ns: quartiles(&mut added[layer - 1]),
+            throughput_change: quartiles(&mut changes[layer - 1])[1],
         })
         .collect()
 }
 
-/// Prints the allocation report and the interleaved loopback comparison as Markdown
-/// tables on standard error.
+/// Returns the first quartile, the median and the third quartile of `values`.
+fn quartiles(values: &mut [f64]) -> [f64; 3] {
+    values.sort_by(f64::total_cmp);
+    let last = (values.len() - 1) as f64;
+    [0.25, 0.5, 0.75].map(|quantile| values[(last * quantile).round() as usize])
+}
+
+/// Prints the allocation report and the interleaved comparison as Markdown tables on
+/// standard error.
 fn print_report(rows: &[AllocationRow], rounds: &[RoundsRow]) {
     eprintln!();
     eprintln!(
@@ -638,15 +656,18 @@ fn print_report(rows: &[AllocationRow], rounds: &[RoundsRow]) {
 
     eprintln!();
     eprintln!(
-        "Loopback throughput against bare in {ROUNDS} rounds of {REQUESTS_PER_ROUND} requests per contender, run in turn:"
+        "What each layer adds to a call, against bare in the same round, over {ROUNDS} rounds in which the contenders take turns:"
     );
     eprintln!();
-    eprintln!("| contender | median change | first quartile | third quartile |");
-    eprintln!("|---|---:|---:|---:|");
+    eprintln!(
+        "| group | contender | added per call, median (ns) | first and third quartile (ns) | throughput change, median |"
+    );
+    eprintln!("|---|---|---:|---:|---:|");
     for row in rounds {
+        let [first, median, third] = row.added_ns;
         eprintln!(
-            "| {} | {:+.2}% | {:+.2}% | {:+.2}% |",
-            row.contender, row.median, row.first_quartile, row.third_quartile
+            "| {} | {} | {median:.1} | {first:.1}, {third:.1} | {:+.2}% |",
+            row.group, row.contender, row.throughput_change
         );
     }
 }
@@ -654,8 +675,8 @@ fn print_report(rows: &[AllocationRow], rounds: &[RoundsRow]) {
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let mut rows = Vec::new();
-    success_path(&mut criterion, &mut rows);
-    let rounds = loopback(&mut criterion, &mut rows);
+    let mut rounds = success_path(&mut criterion, &mut rows);
+    rounds.extend(loopback(&mut criterion, &mut rows));
     if loop_request().is_none() {
         criterion.final_summary();
         print_report(&rows, &rounds);
