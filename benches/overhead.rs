@@ -108,7 +108,13 @@ fn get_request(uri: Uri) -> Request<Body> {
 
 /// Returns 200 with a small body for every request, as the in-process service of
 /// `success_path`.
-async fn answer_ok(_request: Request<Body>) -> Result<Response<Body>, Infallible> {
+///
+/// Each contender gets its own copy, through `CONTENDER`. With one shared function,
+/// LLVM inlines its future into the response future of one contender and calls it from
+/// the others, and which one it picks changes from build to build.
+async fn answer_ok<const CONTENDER: u8>(
+    _request: Request<Body>,
+) -> Result<Response<Body>, Infallible> {
     Ok(Response::new(Full::new(Bytes::from_static(b"hello"))))
 }
 
@@ -367,7 +373,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec
         .measurement_time(Duration::from_secs(3))
         .sample_size(60);
 
-    let mut bare_service = tower::service_fn(answer_ok);
+    let mut bare_service = tower::service_fn(answer_ok::<0>);
     let mut bare = async || {
         let (response, future_size) = send(&mut bare_service, get_request(uri.clone())).await;
         Sent {
@@ -377,8 +383,10 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec
     };
     run_contender(&mut group, &runtime, rows, (GROUP, "bare"), &mut bare);
 
-    let mut tower_layered =
-        tower::retry::Retry::new(TowerPolicy::exponential(true), tower::service_fn(answer_ok));
+    let mut tower_layered = tower::retry::Retry::new(
+        TowerPolicy::exponential(true),
+        tower::service_fn(answer_ok::<1>),
+    );
     let mut tower_retry = async || {
         let (response, future_size) = send(&mut tower_layered, get_request(uri.clone())).await;
         Sent {
@@ -394,7 +402,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec
         &mut tower_retry,
     );
 
-    let mut layered = tower_backoff_layer(true).layer(tower::service_fn(answer_ok));
+    let mut layered = tower_backoff_layer(true).layer(tower::service_fn(answer_ok::<2>));
     let mut tower_backoff = async || {
         let (response, future_size) = send(&mut layered, get_request(uri.clone())).await;
         Sent {
@@ -410,7 +418,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec
         &mut tower_backoff,
     );
 
-    let backon_service = tower::service_fn(answer_ok);
+    let backon_service = tower::service_fn(answer_ok::<3>);
     run_contender(
         &mut group,
         &runtime,
@@ -430,7 +438,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec
     // costs.
     let mut tower_no_budget = tower::retry::Retry::new(
         TowerPolicy::exponential(false),
-        tower::service_fn(answer_ok),
+        tower::service_fn(answer_ok::<4>),
     );
     run_contender(
         &mut group,
@@ -447,7 +455,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec
         },
     );
 
-    let mut no_budget = tower_backoff_layer(false).layer(tower::service_fn(answer_ok));
+    let mut no_budget = tower_backoff_layer(false).layer(tower::service_fn(answer_ok::<5>));
     run_contender(
         &mut group,
         &runtime,
@@ -579,9 +587,10 @@ fn loopback(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec<Rou
     )
 }
 
-/// The cost of one layer over the rounds of `compare_in_rounds`. `added_ns` holds the first
-/// quartile, median and third quartile of its time per call minus that of `bare` in the
-/// same round, and `throughput_change` the median change in calls per second, in percent.
+/// The cost of one layer over the rounds of `compare_in_rounds`. `added_ns` contains the
+/// first quartile, median and third quartile of its time per call minus that of `bare` in
+/// the same round, and `throughput_change` the median change in calls per second, in
+/// percent.
 struct RoundsRow {
     group: &'static str,
     contender: &'static str,

@@ -31,7 +31,8 @@
 use crate::backoff::Backoff;
 use crate::classify::Classify;
 use crate::hooks::{Event, GiveUpReason, Hooks};
-use crate::policy::{Decision, Limits, RetryPolicy, ScheduleState};
+use crate::policy::{Decision, Limits, ScheduleState};
+use crate::service::Shared;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -53,12 +54,12 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        policy: Arc<RetryPolicy<C, B, H>>,
+        shared: Arc<Shared<S, C, B, H>>,
         facts: C::Facts,
-        // The clone of the service that sends the retries; `None` for a request that is
-        // never retried, which is not cloned either.
+        // The clone of the service that sends the retries, taken before the first retry.
         service: Option<S>,
-        // The request to send next. The last allowed attempt takes it instead of cloning it.
+        // The request to send next; `None` for a request that is never retried, which is
+        // not cloned. The last allowed attempt takes it instead of cloning it.
         request: Option<Req>,
         // Created at the first retry.
         schedule: Option<ScheduleState<B>>,
@@ -94,17 +95,17 @@ where
     #[inline]
     pub(crate) fn new(
         future: S::Future,
-        policy: Arc<RetryPolicy<C, B, H>>,
+        shared: Arc<Shared<S, C, B, H>>,
         facts: C::Facts,
-        (service, request): (Option<S>, Option<Req>),
+        request: Option<Req>,
         limits: Limits,
         started: Instant,
     ) -> Self {
         Self {
             state: State::Calling { future },
-            policy,
+            shared,
             facts,
-            service,
+            service: None,
             request,
             schedule: None,
             attempt: 1,
@@ -116,7 +117,7 @@ where
 
 impl<S, Req, C, B, H> Future for ResponseFuture<S, Req, C, B, H>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     Req: Clone,
     C: Classify<Req, S::Response, S::Error>,
     B: Backoff,
@@ -129,35 +130,30 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProjection::Calling { future } => {
-                    let outcome = ready!(future.poll(cx));
-                    let verdict = this.policy.classifier.classify(this.facts, &outcome);
-
-                    if this.service.is_none() {
-                        // Never retried: the limits allow one attempt, so the policy
-                        // only runs the hooks.
-                        let limits = Limits {
-                            max_attempts: 1,
-                            ..*this.limits
-                        };
-                        this.policy
-                            .decide(verdict, &outcome, 1, *this.started, limits, &mut None);
-                        return Poll::Ready(outcome);
-                    }
-
-                    let decision = this.policy.decide(
+                    // The outcome stays inside the inner future's `Poll`, which is returned
+                    // as it is, so that it is not copied on the way out.
+                    let polled = future.poll(cx);
+                    let Poll::Ready(outcome) = &polled else {
+                        return Poll::Pending;
+                    };
+                    let policy = &this.shared.policy;
+                    let verdict = policy.classifier.classify(this.facts, outcome);
+                    // A request that is never retried has a limit of one attempt, so the
+                    // policy only runs the hooks for it.
+                    let decision = policy.decide(
                         verdict,
-                        &outcome,
+                        outcome,
                         *this.attempt,
                         *this.started,
                         *this.limits,
                         this.schedule,
                     );
                     match decision {
-                        Decision::Return => return Poll::Ready(outcome),
+                        Decision::Return => return polled,
                         Decision::Sleep(delay) => {
                             // The failed outcome is dropped here, which releases its
                             // connection before the sleep.
-                            drop(outcome);
+                            drop(polled);
                             this.state.set(State::Sleeping {
                                 sleep: tokio::time::sleep(delay),
                             });
@@ -169,41 +165,77 @@ where
                     this.state.set(State::Readying);
                 }
                 StateProjection::Readying => {
-                    let Some(service) = this.service.as_mut() else {
-                        unreachable!("only a request kept for retries sleeps");
-                    };
-                    if let Err(error) = ready!(service.poll_ready(cx)) {
-                        let outcome = Err(error);
-                        let mut event = Event {
-                            attempt: *this.attempt,
-                            started: *this.started,
-                            elapsed: None,
-                            next_delay: None,
-                            reason: None,
-                            outcome: &outcome,
-                        };
-                        this.policy.give_up(&mut event, GiveUpReason::NotReady);
-                        return Poll::Ready(outcome);
+                    let ready = ready!(start_retry(
+                        this.shared,
+                        this.service,
+                        this.request,
+                        this.attempt,
+                        this.limits.max_attempts,
+                        cx,
+                    ));
+                    match ready {
+                        Ok(future) => this.state.set(State::Calling { future }),
+                        Err(error) => {
+                            let outcome = Err(error);
+                            let mut event = Event {
+                                attempt: *this.attempt,
+                                started: *this.started,
+                                elapsed: None,
+                                next_delay: None,
+                                reason: None,
+                                outcome: &outcome,
+                            };
+                            this.shared
+                                .policy
+                                .give_up(&mut event, GiveUpReason::NotReady);
+                            return Poll::Ready(outcome);
+                        }
                     }
-
-                    *this.attempt += 1;
-                    let request = if *this.attempt < this.limits.max_attempts {
-                        this.request.clone()
-                    } else {
-                        this.request.take()
-                    };
-                    let Some(mut request) = request else {
-                        unreachable!("the request is taken only for the last attempt");
-                    };
-                    this.policy
-                        .classifier
-                        .prepare_attempt(&mut request, *this.attempt);
-                    let future = service.call(request);
-                    this.state.set(State::Calling { future });
                 }
             }
         }
     }
+}
+
+/// Drives the service for retries to readiness and sends the next attempt through it, or
+/// returns the readiness error.
+///
+/// It runs only before a retry, so it stays out of line, which keeps the response future's
+/// `poll` small on the success path.
+#[inline(never)]
+fn start_retry<S, Req, C, B, H>(
+    shared: &Shared<S, C, B, H>,
+    service: &mut Option<S>,
+    request: &mut Option<Req>,
+    attempt: &mut u32,
+    max_attempts: u32,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Future, S::Error>>
+where
+    S: Service<Req> + Clone,
+    Req: Clone,
+    C: Classify<Req, S::Response, S::Error>,
+{
+    let service = match service {
+        Some(service) => service,
+        None => service.insert(shared.clone_service()),
+    };
+    ready!(service.poll_ready(cx))?;
+
+    *attempt += 1;
+    let next = if *attempt < max_attempts {
+        request.clone()
+    } else {
+        request.take()
+    };
+    let Some(mut next) = next else {
+        unreachable!("the request is taken only for the last attempt");
+    };
+    shared
+        .policy
+        .classifier
+        .prepare_attempt(&mut next, *attempt);
+    Poll::Ready(Ok(service.call(next)))
 }
 
 impl<S, Req, C, B, H> fmt::Debug for ResponseFuture<S, Req, C, B, H>
@@ -220,7 +252,7 @@ where
         f.debug_struct("ResponseFuture")
             .field("state", &state)
             .field("attempt", &self.attempt)
-            .field("retryable", &self.service.is_some())
+            .field("request_kept", &self.request.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -43,7 +43,7 @@ impl<C, B, H> RetryLayer<C, B, H> {
     }
 }
 
-impl<S, C, B, H> Layer<S> for RetryLayer<C, B, H> {
+impl<S: Clone, C, B, H> Layer<S> for RetryLayer<C, B, H> {
     type Service = Retry<S, C, B, H>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -118,10 +118,15 @@ impl Logging {
         );
     }
 
+    /// Records the success event, if its level is enabled, with the event that `event`
+    /// builds.
     #[inline]
-    pub(crate) fn success_event<Res, E>(&self, event: &Event<'_, Res, E>) {
+    pub(crate) fn success_event<'a, Res: 'a, E: 'a>(
+        &self,
+        event: impl FnOnce() -> Event<'a, Res, E>,
+    ) {
         if let Some(level) = enabled(self.other) {
-            emit_success(level, event);
+            emit_success(level, &event());
         }
     }
 }

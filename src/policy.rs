@@ -7,8 +7,8 @@ use crate::hooks::{DelaySource, Event, GiveUpReason, Hooks, OnGiveUp, OnRetry, O
 use crate::{ConfigError, ConfigErrorKind, Jitter, Logging};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -49,7 +49,7 @@ pub struct RetryPolicy<C, B = Exponential, H = ()> {
     max_retry_after: Duration,
     pub(crate) hooks: H,
     pub(crate) logging: Logging,
-    budget: Option<Arc<dyn Budget>>,
+    budget: Option<PolicyBudget>,
     /// Whether the budget wants the outcome of each attempt, asked once at build time.
     budget_records: bool,
     seed: u64,
@@ -70,7 +70,7 @@ impl<C> RetryPolicy<C> {
             max_retry_after: Duration::from_secs(60).into(),
             hooks: (),
             logging: Logging::default(),
-            budget: Some(Arc::new(TpsBudget::default())),
+            budget: Some(PolicyBudget::Tps(TpsBudget::default())),
             seed: None,
         }
     }
@@ -111,7 +111,7 @@ impl<C, B, H> RetryPolicy<C, B, H> {
             return;
         }
         if let Some(budget) = &self.budget {
-            budget.record(success);
+            budget.get().record(success);
         }
     }
 
@@ -128,6 +128,50 @@ impl<C, B, H> RetryPolicy<C, B, H> {
 /// `runtime/time/source.rs`). The deadline check adds this time, so that the timer cannot
 /// start a retry at or after the deadline.
 const TIMER_ROUNDING: Duration = Duration::from_nanos(999_999);
+
+/// The budget of a policy. A [`TpsBudget`], the default, is called directly, so that its
+/// deposit on every request can be inlined. Any other budget is called through the trait.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a policy has one budget and lives in an `Arc`, and boxing the default \
+              budget would add a pointer to follow on every deposit"
+)]
+enum PolicyBudget {
+    Tps(TpsBudget),
+    Other(Box<dyn Budget>),
+}
+
+impl PolicyBudget {
+    fn new<T: Budget + 'static>(budget: T) -> Self {
+        let mut budget = Some(budget);
+        let tps = (&mut budget as &mut dyn Any)
+            .downcast_mut::<Option<TpsBudget>>()
+            .and_then(Option::take);
+        match (tps, budget) {
+            (Some(tps), _) => Self::Tps(tps),
+            (None, Some(other)) => Self::Other(Box::new(other)),
+            // The downcast takes the budget only when it returns it.
+            (None, None) => unreachable!("a budget is either taken as a TpsBudget or kept"),
+        }
+    }
+
+    #[inline]
+    fn get(&self) -> &dyn Budget {
+        match self {
+            Self::Tps(tps) => tps,
+            Self::Other(other) => other.as_ref(),
+        }
+    }
+
+    #[inline]
+    fn deposit_at(&self, now: Instant) {
+        match self {
+            Self::Tps(tps) => tps.deposit_at(now),
+            Self::Other(other) => other.deposit_at(now),
+        }
+    }
+}
 
 /// The limits that apply to one request.
 #[derive(Debug, Clone, Copy)]
@@ -176,7 +220,9 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
     where
         H: Hooks<Res, E>,
     {
-        let event = Event {
+        // Built only where it is read, so that a success with logging off and no hooks
+        // builds none.
+        let event = || Event {
             attempt,
             started,
             elapsed: None,
@@ -187,11 +233,11 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
 
         if verdict == Verdict::Success {
             self.record(true);
-            self.logging.success_event(&event);
-            self.hooks.on_success(&event);
+            self.logging.success_event(event);
+            self.hooks.on_success(&event());
             return Decision::Return;
         }
-        self.decide_failure(verdict, event, limits, schedule)
+        self.decide_failure(verdict, event(), limits, schedule)
     }
 
     /// Decides what follows a failed attempt: a sleep before the next one, or giving up.
@@ -288,7 +334,7 @@ impl<C, B: Backoff, H> RetryPolicy<C, B, H> {
         }
 
         if let Some(budget) = &self.budget {
-            if !budget.withdraw() {
+            if !budget.get().withdraw() {
                 return Err(GiveUpReason::Budget);
             }
         }
@@ -344,7 +390,7 @@ pub struct RetryPolicyBuilder<C, B = Exponential, H = ()> {
     max_retry_after: Interval,
     hooks: H,
     logging: Logging,
-    budget: Option<Arc<dyn Budget>>,
+    budget: Option<PolicyBudget>,
     seed: Option<u64>,
 }
 
@@ -410,7 +456,7 @@ impl<C, B, H> RetryPolicyBuilder<C, B, H> {
     /// Sets the retry budget shared by every clone of the layer (default
     /// [`TpsBudget::default`]).
     pub fn budget(mut self, budget: impl Budget + 'static) -> Self {
-        self.budget = Some(Arc::new(budget));
+        self.budget = Some(PolicyBudget::new(budget));
         self
     }
 
@@ -509,7 +555,7 @@ impl<C, B, H> RetryPolicyBuilder<C, B, H> {
             budget_records: self
                 .budget
                 .as_ref()
-                .is_some_and(|budget| budget.records_outcomes()),
+                .is_some_and(|budget| budget.get().records_outcomes()),
             budget: self.budget,
             seed: self.seed.unwrap_or_else(rand::random),
             rng_draws: AtomicU64::new(0),

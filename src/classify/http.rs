@@ -236,14 +236,21 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn prepare_attempt(&self, request: &mut Request<B>, attempt: u32) {
         if let Some(name) = &self.attempt_header {
-            request
-                .headers_mut()
-                .insert(name.clone(), HeaderValue::from(attempt));
+            set_attempt_header(request, name, attempt);
         }
     }
+}
+
+/// Sets the attempt header, kept out of line so that a classifier without one checks only
+/// the `Option` on every request.
+#[inline(never)]
+fn set_attempt_header<B>(request: &mut Request<B>, name: &HeaderName, attempt: u32) {
+    request
+        .headers_mut()
+        .insert(name.clone(), HeaderValue::from(attempt));
 }
 
 /// A set of status codes, one bit per code from 0 to 1023.
