@@ -136,25 +136,35 @@ where
         // One clock reading serves the budget and the elapsed time of the request.
         policy.deposit(started);
 
-        // Cloned before `prepare_attempt`, so that every later attempt starts from the
-        // caller's request rather than from the first attempt's.
-        let retryable = may_retry && limits.allow_retry();
-        if !retryable {
+        // Each branch builds the whole future, so that the inner future and the copy are
+        // written into it without intermediate copies. The copy is taken before
+        // `prepare_attempt`, so that every later attempt starts from the caller's request
+        // rather than from the first attempt's.
+        let shared = Arc::clone(&self.shared);
+        if may_retry && limits.allow_retry() {
+            let copy = request.clone();
+            shared.policy.classifier.prepare_attempt(&mut request, 1);
+            ResponseFuture::new(
+                self.inner.call(request),
+                shared,
+                facts,
+                Some(copy),
+                limits,
+                started,
+            )
+        } else {
             // A request that is never retried gets one attempt, and no copy.
             limits.max_attempts = 1;
+            shared.policy.classifier.prepare_attempt(&mut request, 1);
+            ResponseFuture::new(
+                self.inner.call(request),
+                shared,
+                facts,
+                None,
+                limits,
+                started,
+            )
         }
-        let copy = retryable.then(|| request.clone());
-        policy.classifier.prepare_attempt(&mut request, 1);
-        let future = self.inner.call(request);
-
-        ResponseFuture::new(
-            future,
-            Arc::clone(&self.shared),
-            facts,
-            copy,
-            limits,
-            started,
-        )
     }
 }
 
