@@ -1,4 +1,4 @@
-use super::{Backoff, Interval, validate_cap};
+use super::{Backoff, Interval, validate_cap, validate_cap_above};
 use crate::{ConfigError, ConfigErrorKind};
 use rand::rngs::SmallRng;
 use std::sync::Arc;
@@ -131,15 +131,10 @@ impl Backoff for List {
         let Some(max_delay) = self.max_delay else {
             return Ok(());
         };
-        let max_delay = max_delay.validate("backoff.max_delay")?;
-        if max_delay < largest {
-            return Err(ConfigError::new(
-                "backoff.max_delay",
-                max_delay,
-                ConfigErrorKind::TooSmall,
-                "a cap at or above the largest interval",
-            ));
-        }
-        Ok(())
+        validate_cap_above(
+            largest,
+            max_delay.validate("backoff.max_delay")?,
+            "a cap at or above the largest interval",
+        )
     }
 }

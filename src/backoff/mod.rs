@@ -96,12 +96,22 @@ fn validate_start_and_cap(
 
 /// Checks that `max_delay` is not below the first delay.
 fn validate_cap(start: Duration, max_delay: Duration) -> Result<(), ConfigError> {
-    if max_delay < start {
+    validate_cap_above(start, max_delay, "a cap at or above the first delay")
+}
+
+/// Checks that `max_delay` is not below `floor`, and describes the valid caps as `expected`
+/// otherwise.
+fn validate_cap_above(
+    floor: Duration,
+    max_delay: Duration,
+    expected: &'static str,
+) -> Result<(), ConfigError> {
+    if max_delay < floor {
         return Err(ConfigError::new(
             "backoff.max_delay",
             max_delay,
             ConfigErrorKind::TooSmall,
-            "a cap at or above the first delay",
+            expected,
         ));
     }
     Ok(())
