@@ -8,7 +8,7 @@ use std::fmt;
 pub enum ConfigErrorKind {
     /// The value is zero where at least one is required.
     Zero,
-    /// The value is negative, NaN or infinite.
+    /// The value is NaN or infinite.
     NotFinite,
     /// The value is below the smallest allowed value.
     TooSmall,

@@ -36,7 +36,7 @@ pub enum GiveUpReason {
     Exhausted,
     /// A finite backoff schedule ran out of delays.
     ScheduleEnded,
-    /// The next sleep would end at or after the `max_elapsed` deadline, or less than 1 ms
+    /// The next sleep would end at or after the `max_elapsed` deadline, or less than 2 ms
     /// before it. tokio's millisecond timer could end such a sleep after the deadline.
     Deadline,
     /// The classifier found the outcome fatal.

@@ -123,11 +123,13 @@ impl<C, B, H> RetryPolicy<C, B, H> {
     }
 }
 
-/// The maximum time that tokio's timer adds to a sleep. The timer fires on whole-millisecond
-/// ticks and rounds the end of each sleep up to the next tick (tokio 1.54,
-/// `runtime/time/source.rs`). The deadline check adds this time, so that the timer cannot
+/// An upper bound on the time that tokio's timer adds to a sleep. The timer rounds the end
+/// of a sleep up to the next whole-millisecond tick. It then parks for whole milliseconds
+/// counted from the start of the current tick, which can add almost another millisecond
+/// (tokio 1.54, `deadline_to_tick` in `runtime/time/source.rs` and `park_internal` in
+/// `runtime/time/mod.rs`). The deadline check adds this time, so that the timer cannot
 /// start a retry at or after the deadline.
-const TIMER_ROUNDING: Duration = Duration::from_nanos(999_999);
+const TIMER_ROUNDING: Duration = Duration::from_nanos(1_999_999);
 
 /// The budget of a policy. A [`TpsBudget`], the default, is called directly, so that its
 /// deposit on every request can be inlined. Any other budget is called through the trait.
@@ -427,14 +429,16 @@ impl<C, B, H> RetryPolicyBuilder<C, B, H> {
     ///
     /// Elapsed time is measured after each attempt. A sleep that would end at or after the
     /// deadline is not taken: the last outcome is returned at once. Because tokio's timer
-    /// can end a sleep up to 1 ms late, a sleep that would end less than 1 ms before the
+    /// can end a sleep up to 2 ms late, a sleep that would end less than 2 ms before the
     /// deadline is not taken either. An attempt in flight is not cancelled; put
     /// `tower::timeout` inside the retry layer for that.
     ///
     /// The wait for the inner service's readiness before a retry is not bounded either,
     /// because the failed outcome is released before the sleep and nothing is left to
     /// return. Put `tower::load_shed` inside the retry layer to turn an unready service into
-    /// an error, which the deadline then ends.
+    /// an error, which the deadline then ends. Below `load_shed`, a `ConcurrencyLimit` that
+    /// is full sheds every retry until a permit is free for the retry's own clone. A clone
+    /// that the caller keeps after a shed call stays queued for the next permit, and takes it.
     pub fn max_elapsed(mut self, max_elapsed: impl Into<Interval>) -> Self {
         self.max_elapsed = Some(max_elapsed.into());
         self

@@ -97,14 +97,71 @@ async fn whole_millisecond_before_deadline_retried() {
     let server = Scripted::new([status(503), status(200)]);
     let log = EventLog::default();
     let policy = builder()
-        .backoff(Constant::new(millis(9_999)))
+        .backoff(Constant::new(millis(9_998)))
         .max_elapsed(secs(10));
     let service = layer(policy, &log).layer(server.clone());
 
     let response = service.oneshot(get()).await.unwrap();
 
     assert_eq!(response.status(), 200);
-    assert_eq!(server.attempt_times_ms(), [0, 9_999]);
+    assert_eq!(server.attempt_times_ms(), [0, 9_998]);
+}
+
+/// Sends a request that starts `offset` into one of tokio's millisecond ticks, fails after
+/// `latency`, and would be retried after `delay`, with a deadline of `max_elapsed`. Returns
+/// the start times of its attempts. Each case gets its own runtime, so that its ticks start
+/// with the case.
+fn run_off_tick(
+    offset: Duration,
+    latency: Duration,
+    delay: Duration,
+    max_elapsed: Duration,
+) -> Vec<Duration> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::advance(offset).await;
+        let server = Scripted::new([status(503).after(latency), status(200)]);
+        let policy = builder()
+            .backoff(Constant::new(delay))
+            .max_elapsed(max_elapsed);
+        let service = layer(policy, &EventLog::default()).layer(server.clone());
+        service.oneshot(get()).await.unwrap();
+        server.calls().iter().map(|call| call.at).collect()
+    })
+}
+
+#[test]
+fn retry_never_starts_at_deadline_off_tick() {
+    let micros = Duration::from_micros;
+    for offset in [0, 100, 500, 900, 999] {
+        for latency in [0, 1, 300, 700, 1_999] {
+            for delay in [5_200, 5_500] {
+                for margin in [1, 999, 1_001, 1_999, 2_000, 2_001, 3_000] {
+                    let max_elapsed = micros(latency + delay + margin);
+                    let starts =
+                        run_off_tick(micros(offset), micros(latency), micros(delay), max_elapsed);
+                    let case = format!(
+                        "offset {offset} µs, latency {latency} µs, delay {delay} µs, deadline {max_elapsed:?}"
+                    );
+                    assert!(starts.len() <= 2, "{case}: {starts:?}");
+                    if let Some(retry) = starts.get(1) {
+                        assert!(*retry < max_elapsed, "{case}: retry at {retry:?}");
+                    }
+                    // The scripted attempt sleeps for its latency, and the timer ends
+                    // even a zero-length sleep at the next tick, up to 1 ms late. With no
+                    // latency, 3 ms of margin cover that and the 2 ms that the timer may
+                    // add to the retry's sleep, so the request must be retried.
+                    if latency == 0 && margin >= 3_000 {
+                        assert_eq!(starts.len(), 2, "{case}: {starts:?}");
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]

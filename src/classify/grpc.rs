@@ -232,7 +232,8 @@ enum Pushback {
     Absent,
     /// Retry after exactly this delay.
     Delay(Duration),
-    /// A negative or invalid value, by which the server requests no retry.
+    /// A negative or invalid value, or more than one value, by which the server requests
+    /// no retry.
     DoNotRetry,
 }
 
