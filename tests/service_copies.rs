@@ -161,3 +161,52 @@ async fn in_flight_request_keeps_its_copy() {
 
     assert_eq!(probe.take_calls(), [1, 1]);
 }
+
+/// A service that is `Send` but not `Sync`, because of its `Cell`. Each copy returns 503
+/// for its first call and 200 after that.
+#[derive(Clone, Default)]
+struct NotSync {
+    calls: std::cell::Cell<u32>,
+}
+
+impl Service<Request<String>> for NotSync {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request<String>) -> Self::Future {
+        self.calls.set(self.calls.get() + 1);
+        let mut response = Response::new(String::new());
+        if self.calls.get() == 1 {
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        ready(Ok(response))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn future_is_send_for_service_not_sync() {
+    let policy = RetryPolicy::builder(HttpClassifier::default())
+        .backoff(Constant::new(Duration::from_millis(1)))
+        .jitter(Jitter::None)
+        .logging(Logging::off())
+        .build()
+        .unwrap();
+    let mut service = RetryLayer::new(policy).layer(NotSync::default());
+    let future = service
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(String::new()));
+
+    // Spawning on a multi-thread runtime requires the future to be `Send`.
+    let response = tokio::spawn(future).await.unwrap().unwrap();
+
+    // Every copy returns 503 for its first call. The first attempt and the first retry are
+    // each the first call of their copy, and the second retry reuses the retry's clone.
+    assert_eq!(response.status(), StatusCode::OK);
+}
