@@ -143,6 +143,97 @@ async fn tps_tiny_window_does_not_panic() {
     assert!(!budget.withdraw());
 }
 
+/// A budget and the instants of its deposits, to count what its window should hold.
+struct Recorded {
+    budget: TpsBudget,
+    start: tokio::time::Instant,
+    slot: Duration,
+    deposits: Vec<tokio::time::Instant>,
+}
+
+impl Recorded {
+    /// Creates a budget with ratio 1 and no floor, so that it allows one retry per deposit
+    /// in its window.
+    fn new(window: Duration) -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            budget: budget(1.0, 0.0, window),
+            slot: window / 10,
+            deposits: Vec::new(),
+        }
+    }
+
+    fn deposit_at(&mut self, now: tokio::time::Instant) {
+        self.budget.deposit_at(now);
+        self.deposits.push(now);
+    }
+
+    /// Counts the deposits whose slot is one of the ten that end with the current one.
+    fn expected(&self) -> u64 {
+        let slot_of = |instant: tokio::time::Instant| {
+            instant.saturating_duration_since(self.start).as_nanos() / self.slot.as_nanos()
+        };
+        let current = slot_of(tokio::time::Instant::now());
+        let live = self
+            .deposits
+            .iter()
+            .filter(|deposit| current - slot_of(**deposit) < 10)
+            .count();
+        u64::try_from(live).unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn tps_budgets_on_one_thread_keep_own_slots() {
+    // Two budgets with other starts and slot lengths take turns on one thread, in runs of
+    // deposits within one slot and in alternation.
+    let mut long = Recorded::new(Duration::from_secs(10));
+    tokio::time::advance(Duration::from_millis(7)).await;
+    let mut short = Recorded::new(Duration::from_millis(300));
+
+    for step in 0..400 {
+        tokio::time::advance(Duration::from_millis(13)).await;
+        let now = tokio::time::Instant::now();
+        for _ in 0..step % 3 {
+            long.deposit_at(now);
+        }
+        short.deposit_at(now);
+        long.deposit_at(now);
+
+        assert_eq!(
+            long.budget.available(),
+            long.expected(),
+            "long, step {step}"
+        );
+        assert_eq!(
+            short.budget.available(),
+            short.expected(),
+            "short, step {step}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn tps_earlier_instant_in_own_slot() {
+    let mut budget = Recorded::new(Duration::from_secs(10));
+    let created = tokio::time::Instant::now();
+    // Slot 23 of 1 s. None of the earlier deposits below falls on its position in the ring
+    // of ten, where a deposit that arrives late counts in the newer slot.
+    tokio::time::advance(Duration::from_secs(23)).await;
+    let now = tokio::time::Instant::now();
+
+    budget.deposit_at(now);
+    // 12 s ago is outside the window, 5 s ago inside it, and an instant before the
+    // budget's start counts in its first slot, which has left the window.
+    budget.deposit_at(now - Duration::from_secs(12));
+    budget.deposit_at(now - Duration::from_secs(5));
+    budget.deposit_at(created - Duration::from_secs(1));
+    budget.deposit_at(now);
+
+    assert_eq!(budget.expected(), 3);
+    assert_eq!(budget.budget.available(), 3);
+}
+
 #[test]
 fn tps_counts_every_concurrent_deposit() {
     // The threads use the real clock. A deposit counts for at least 54 s of the 60 s window,
