@@ -213,6 +213,46 @@ async fn tps_budgets_on_one_thread_keep_own_slots() {
     }
 }
 
+/// Deposits into `first` and `second` in turn on one thread, in steps of `step`, and checks
+/// each budget against its model after every step.
+async fn alternate(mut first: Recorded, mut second: Recorded, step: Duration) {
+    for round in 0..300 {
+        tokio::time::advance(step).await;
+        let now = tokio::time::Instant::now();
+        first.deposit_at(now);
+        second.deposit_at(now);
+        first.deposit_at(now);
+
+        assert_eq!(
+            first.budget.available(),
+            first.expected(),
+            "first, round {round}"
+        );
+        assert_eq!(
+            second.budget.available(),
+            second.expected(),
+            "second, round {round}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn tps_same_start_other_windows() {
+    // Created at one instant, the budgets differ only in their slot length.
+    let first = Recorded::new(Duration::from_secs(1));
+    let second = Recorded::new(Duration::from_millis(700));
+    alternate(first, second, Duration::from_millis(17)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn tps_same_window_other_starts() {
+    // With the same slot length, the budgets differ only in their start.
+    let first = Recorded::new(Duration::from_secs(1));
+    tokio::time::advance(Duration::from_millis(50)).await;
+    let second = Recorded::new(Duration::from_secs(1));
+    alternate(first, second, Duration::from_millis(17)).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn tps_earlier_instant_in_own_slot() {
     let mut budget = Recorded::new(Duration::from_secs(10));
