@@ -35,11 +35,18 @@ enum Answer {
 struct Script {
     answers: Mutex<VecDeque<Answer>>,
     calls: AtomicUsize,
+    /// The `grpc-previous-rpc-attempts` value of each call, if it had one.
+    previous_attempts: Mutex<Vec<Option<String>>>,
 }
 
 impl Script {
-    fn next_answer(&self) -> Result<(), Status> {
+    fn next_answer<T>(&self, request: &Request<T>) -> Result<(), Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let previous = request
+            .metadata()
+            .get("grpc-previous-rpc-attempts")
+            .map(|value| value.to_str().unwrap().to_owned());
+        self.previous_attempts.lock().unwrap().push(previous);
         let answer = self.answers.lock().unwrap().pop_front();
         match answer.unwrap_or(Answer::Serve) {
             Answer::Serve => Ok(()),
@@ -71,9 +78,9 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>
 impl Health for ScriptedHealth {
     async fn check(
         &self,
-        _request: Request<HealthCheckRequest>,
+        request: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
-        self.0.next_answer()?;
+        self.0.next_answer(&request)?;
         Ok(Response::new(serving()))
     }
 
@@ -81,9 +88,9 @@ impl Health for ScriptedHealth {
 
     async fn watch(
         &self,
-        _request: Request<HealthCheckRequest>,
+        request: Request<HealthCheckRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        self.0.next_answer()?;
+        self.0.next_answer(&request)?;
         // One message, then a failure in the trailers: the call has started, so the client
         // must see the failure instead of a retry.
         let messages = [
@@ -101,7 +108,7 @@ async fn start_server(answers: Vec<Answer>) -> (String, Arc<Script>) {
     let address = listener.local_addr().unwrap();
     let script = Arc::new(Script {
         answers: Mutex::new(answers.into()),
-        calls: AtomicUsize::new(0),
+        ..Script::default()
     });
 
     let service = HealthServer::new(ScriptedHealth(Arc::clone(&script)));
@@ -138,7 +145,8 @@ async fn connect(
 
     let delays: Delays = Arc::default();
     let seen = Arc::clone(&delays);
-    let policy = RetryPolicy::builder(Replayable::new(GrpcClassifier::default()))
+    let classifier = GrpcClassifier::default().previous_attempts_header(true);
+    let policy = RetryPolicy::builder(Replayable::new(classifier))
         .backoff(Constant::new(Duration::from_millis(40)))
         .jitter(Jitter::None)
         .max_attempts(4)
@@ -187,6 +195,8 @@ async fn unary_retried_after_unavailable() {
         (Duration::from_millis(250), DelaySource::Server),
     ];
     assert_eq!(*delays.lock().unwrap(), expected);
+    let previous_attempts = [None, Some("1".to_owned()), Some("2".to_owned())];
+    assert_eq!(*script.previous_attempts.lock().unwrap(), previous_attempts);
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,7 +3,7 @@
 use super::plan::RetryOverride;
 use super::transport::classify_transport_error;
 use super::{Classify, Idempotent, Plan, TransportError, Verdict};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use std::time::Duration;
 
 /// The gRPC status code `OK`.
@@ -23,6 +23,10 @@ const UNAUTHENTICATED: i32 = 16;
 
 const GRPC_STATUS: &str = "grpc-status";
 const GRPC_RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
+/// The request header with the number of earlier attempts of a call, which gRPC clients
+/// send on every retry (gRFC A6).
+const GRPC_PREVIOUS_RPC_ATTEMPTS: HeaderName =
+    HeaderName::from_static("grpc-previous-rpc-attempts");
 
 /// The default gRPC classifier.
 ///
@@ -38,6 +42,8 @@ const GRPC_RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 ///   next attempt. A negative or invalid value, or more than one value, means that the
 ///   server requests no retry, so the response is fatal.
 /// - A repeated `grpc-status` header is read by its first value, as tonic 0.14 reads it.
+/// - With [`previous_attempts_header`](GrpcClassifier::previous_attempts_header), each
+///   retry carries `grpc-previous-rpc-attempts` with the number of earlier attempts.
 /// - A head with `grpc-status: 0` (OK), or with no `grpc-status` at all, is a success: the
 ///   server has started its response, so the call is committed and never retried, even if
 ///   its trailers later carry an error.
@@ -80,6 +86,7 @@ const GRPC_RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 pub struct GrpcClassifier {
     codes: Vec<i32>,
     retry_transport_errors: bool,
+    previous_attempts_header: bool,
 }
 
 /// The facts that [`GrpcClassifier`] keeps of a call.
@@ -100,6 +107,7 @@ impl Default for GrpcClassifier {
         Self {
             codes: vec![UNAVAILABLE],
             retry_transport_errors: true,
+            previous_attempts_header: false,
         }
     }
 }
@@ -125,6 +133,15 @@ impl GrpcClassifier {
     #[must_use]
     pub fn retry_transport_errors(mut self, retry: bool) -> Self {
         self.retry_transport_errors = retry;
+        self
+    }
+
+    /// Sets whether each retry carries `grpc-previous-rpc-attempts`, the number of earlier
+    /// attempts of the call, as gRPC's own clients send it (default `false`). The first
+    /// attempt carries no such header: one that the caller set is removed.
+    #[must_use]
+    pub fn previous_attempts_header(mut self, send: bool) -> Self {
+        self.previous_attempts_header = send;
         self
     }
 
@@ -178,6 +195,27 @@ where
         match outcome {
             Ok(response) => self.classify_response(response),
             Err(error) => self.classify_error(*facts, error),
+        }
+    }
+
+    #[inline(always)]
+    fn prepare_attempt(&self, request: &mut Request<B>, attempt: u32) {
+        if self.previous_attempts_header {
+            set_previous_attempts(request, attempt);
+        }
+    }
+}
+
+/// Sets `grpc-previous-rpc-attempts` to the number of attempts before `attempt`, or removes
+/// it from the first attempt.
+fn set_previous_attempts<B>(request: &mut Request<B>, attempt: u32) {
+    let headers = request.headers_mut();
+    match attempt.checked_sub(1).filter(|previous| *previous > 0) {
+        Some(previous) => {
+            headers.insert(GRPC_PREVIOUS_RPC_ATTEMPTS, HeaderValue::from(previous));
+        }
+        None => {
+            headers.remove(GRPC_PREVIOUS_RPC_ATTEMPTS);
         }
     }
 }
@@ -341,6 +379,41 @@ mod tests {
                 "pushback {value:?}"
             );
         }
+    }
+
+    /// Runs `prepare_attempt` of `classifier` for `attempt` on a request that the caller
+    /// sent with `grpc-previous-rpc-attempts: 7`, and returns the header's values after it.
+    fn previous_attempts_after(classifier: &GrpcClassifier, attempt: u32) -> Vec<String> {
+        let mut request = Request::builder()
+            .header(GRPC_PREVIOUS_RPC_ATTEMPTS, "7")
+            .body(())
+            .unwrap();
+        Classify::<_, Response<()>, std::io::Error>::prepare_attempt(
+            classifier,
+            &mut request,
+            attempt,
+        );
+        request
+            .headers()
+            .get_all(GRPC_PREVIOUS_RPC_ATTEMPTS)
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn previous_attempts_counts_earlier() {
+        let classifier = GrpcClassifier::default().previous_attempts_header(true);
+        assert!(previous_attempts_after(&classifier, 1).is_empty());
+        assert_eq!(previous_attempts_after(&classifier, 2), ["1"]);
+        assert_eq!(previous_attempts_after(&classifier, 5), ["4"]);
+    }
+
+    #[test]
+    fn previous_attempts_off_by_default() {
+        let classifier = GrpcClassifier::default();
+        assert_eq!(previous_attempts_after(&classifier, 1), ["7"]);
+        assert_eq!(previous_attempts_after(&classifier, 3), ["7"]);
     }
 
     #[test]
