@@ -185,10 +185,7 @@ where
         if self.codes.is_empty() && !self.retry_transport_errors {
             plan = plan.no_retry();
         }
-        match request.extensions().get::<RetryOverride>() {
-            Some(retry_override) => retry_override.apply(plan),
-            None => plan,
-        }
+        RetryOverride::apply_from(request, plan)
     }
 
     fn classify(&self, facts: &GrpcFacts, outcome: &Result<Response<ResBody>, E>) -> Verdict {

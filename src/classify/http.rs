@@ -222,10 +222,7 @@ where
         if !self.may_retry(facts) {
             plan = plan.no_retry();
         }
-        match request.extensions().get::<RetryOverride>() {
-            Some(retry_override) => retry_override.apply(plan),
-            None => plan,
-        }
+        RetryOverride::apply_from(request, plan)
     }
 
     #[inline]

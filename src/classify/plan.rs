@@ -157,4 +157,13 @@ impl RetryOverride {
         }
         plan
     }
+
+    /// Applies the override that `request` carries as an extension, if any, to `plan`.
+    #[inline]
+    pub(crate) fn apply_from<B, F>(request: &http::Request<B>, plan: Plan<F>) -> Plan<F> {
+        match request.extensions().get::<Self>() {
+            Some(retry_override) => retry_override.apply(plan),
+            None => plan,
+        }
+    }
 }
