@@ -12,6 +12,9 @@
 //!
 //! Run with `cargo bench --bench overhead`; add `-- --quick` for a short run.
 
+#[path = "common/tower_policy.rs"]
+mod tower_policy;
+
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use criterion::measurement::WallTime;
@@ -31,13 +34,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
-use tower::retry::Policy;
-use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
-use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::backoff::ExponentialBackoffMaker;
+use tower::retry::budget::TpsBudget;
 use tower::util::rng::HasherRng;
 use tower::{Layer, Service, ServiceExt};
 use tower_backoff::classify::HttpClassifier;
 use tower_backoff::{RetryLayer, RetryPolicy};
+use tower_policy::{MAX_ATTEMPTS, RETRY_STATUSES, TowerPolicy};
 
 /// Counts every allocation, so that the report can divide the count by the number of calls.
 struct CountingAllocator;
@@ -76,13 +79,6 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 type Body = Full<Bytes>;
 
-/// The statuses that the tower and backon contenders retry. This crate's `HttpClassifier`
-/// retries these and 408.
-const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
-
-/// The attempt limit of every contender, counting the first attempt.
-const MAX_ATTEMPTS: u32 = 3;
-
 /// Calls per contender in the allocation count, after as many warm-up calls.
 const COUNTED_CALLS: u32 = 10_000;
 
@@ -118,29 +114,7 @@ async fn answer_ok<const CONTENDER: u8>(
     Ok(Response::new(Full::new(Bytes::from_static(b"hello"))))
 }
 
-/// A `tower::retry::Policy` that does what this crate's layer does on the same request:
-/// clone the request, retry 429, 502, 503, 504 and errors up to `MAX_ATTEMPTS`, sleep with
-/// tower's exponential backoff, and deposit once per request in a `TpsBudget`.
-#[derive(Clone)]
-struct TowerPolicy {
-    /// Attempts finished so far; tower clones the policy for each request.
-    attempts: u32,
-    backoff_maker: ExponentialBackoffMaker,
-    /// Created at the first retry, as tower's `MakeBackoff` intends.
-    backoff: Option<ExponentialBackoff>,
-    budget: Option<Arc<TpsBudget>>,
-}
-
 impl TowerPolicy {
-    fn new(backoff_maker: ExponentialBackoffMaker, budget: Option<Arc<TpsBudget>>) -> Self {
-        Self {
-            attempts: 0,
-            backoff_maker,
-            backoff: None,
-            budget,
-        }
-    }
-
     /// Creates the policy of `success_path` and `loopback`: 100 ms doubling to 10 s, like
     /// this crate's default schedule, with tower's default budget when `with_budget` is set.
     fn exponential(with_budget: bool) -> Self {
@@ -153,45 +127,6 @@ impl TowerPolicy {
         .expect("the backoff settings are valid");
         let budget = with_budget.then(|| Arc::new(TpsBudget::default()));
         Self::new(backoff_maker, budget)
-    }
-}
-
-impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for TowerPolicy {
-    type Future = tokio::time::Sleep;
-
-    fn retry(
-        &mut self,
-        _request: &mut Request<B>,
-        result: &mut Result<Response<ResBody>, E>,
-    ) -> Option<Self::Future> {
-        self.attempts += 1;
-        if self.attempts == 1
-            && let Some(budget) = &self.budget
-        {
-            budget.deposit();
-        }
-
-        let retryable = match result {
-            Ok(response) => RETRY_STATUSES.contains(&response.status().as_u16()),
-            Err(_) => true,
-        };
-        if !retryable || self.attempts >= MAX_ATTEMPTS {
-            return None;
-        }
-        if let Some(budget) = &self.budget
-            && !budget.withdraw()
-        {
-            return None;
-        }
-
-        let backoff = self
-            .backoff
-            .get_or_insert_with(|| self.backoff_maker.make_backoff());
-        Some(backoff.next_backoff())
-    }
-
-    fn clone_request(&mut self, request: &Request<B>) -> Option<Request<B>> {
-        Some(request.clone())
     }
 }
 
@@ -227,6 +162,19 @@ where
     let future_size = size_of_val(&future);
     let response = future.await.expect("the request succeeds");
     (response, future_size)
+}
+
+/// Sends one request through an in-process contender of `success_path`.
+async fn send_in_process<S>(service: &mut S, uri: &Uri) -> Sent
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Error: Debug,
+{
+    let (response, future_size) = send(service, get_request(uri.clone())).await;
+    Sent {
+        status: response.status(),
+        future_size,
+    }
 }
 
 /// An outcome that backon treats as an error: a retryable status or an error of the service.
@@ -374,26 +322,14 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec
         .sample_size(60);
 
     let mut bare_service = tower::service_fn(answer_ok::<0>);
-    let mut bare = async || {
-        let (response, future_size) = send(&mut bare_service, get_request(uri.clone())).await;
-        Sent {
-            status: response.status(),
-            future_size,
-        }
-    };
+    let mut bare = async || send_in_process(&mut bare_service, &uri).await;
     run_contender(&mut group, &runtime, rows, (GROUP, "bare"), &mut bare);
 
     let mut tower_layered = tower::retry::Retry::new(
         TowerPolicy::exponential(true),
         tower::service_fn(answer_ok::<1>),
     );
-    let mut tower_retry = async || {
-        let (response, future_size) = send(&mut tower_layered, get_request(uri.clone())).await;
-        Sent {
-            status: response.status(),
-            future_size,
-        }
-    };
+    let mut tower_retry = async || send_in_process(&mut tower_layered, &uri).await;
     run_contender(
         &mut group,
         &runtime,
@@ -403,13 +339,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec
     );
 
     let mut layered = tower_backoff_layer(true).layer(tower::service_fn(answer_ok::<2>));
-    let mut tower_backoff = async || {
-        let (response, future_size) = send(&mut layered, get_request(uri.clone())).await;
-        Sent {
-            status: response.status(),
-            future_size,
-        }
-    };
+    let mut tower_backoff = async || send_in_process(&mut layered, &uri).await;
     run_contender(
         &mut group,
         &runtime,
@@ -445,14 +375,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec
         &runtime,
         rows,
         (GROUP, "tower_retry_no_budget"),
-        &mut async || {
-            let (response, future_size) =
-                send(&mut tower_no_budget, get_request(uri.clone())).await;
-            Sent {
-                status: response.status(),
-                future_size,
-            }
-        },
+        &mut async || send_in_process(&mut tower_no_budget, &uri).await,
     );
 
     let mut no_budget = tower_backoff_layer(false).layer(tower::service_fn(answer_ok::<5>));
@@ -461,13 +384,7 @@ fn success_path(criterion: &mut Criterion, rows: &mut Vec<AllocationRow>) -> Vec
         &runtime,
         rows,
         (GROUP, "tower_backoff_no_budget"),
-        &mut async || {
-            let (response, future_size) = send(&mut no_budget, get_request(uri.clone())).await;
-            Sent {
-                status: response.status(),
-                future_size,
-            }
-        },
+        &mut async || send_in_process(&mut no_budget, &uri).await,
     );
 
     group.finish();

@@ -13,6 +13,9 @@
 //!
 //! Run with `cargo bench --bench sleeping`.
 
+#[path = "common/tower_policy.rs"]
+mod tower_policy;
+
 use backon::{ConstantBuilder, Retryable};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
@@ -27,13 +30,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
-use tower::retry::Policy;
-use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
+use tower::retry::backoff::ExponentialBackoffMaker;
 use tower::util::rng::HasherRng;
 use tower::{Layer, Service, ServiceExt};
 use tower_backoff::backoff::Constant;
 use tower_backoff::classify::HttpClassifier;
 use tower_backoff::{Jitter, RetryLayer, RetryPolicy};
+use tower_policy::{MAX_ATTEMPTS, RETRY_STATUSES, TowerPolicy};
 
 /// Tracks live and peak heap bytes and counts allocations.
 struct CountingAllocator;
@@ -93,13 +96,6 @@ const REQUESTS: usize = 100_000;
 
 /// The constant delay before the retry of every request.
 const DELAY: Duration = Duration::from_secs(1);
-
-/// The attempt limit of every contender, counting the first attempt.
-const MAX_ATTEMPTS: u32 = 3;
-
-/// The statuses that the tower, backon and hand-written contenders retry. This crate's
-/// `HttpClassifier` retries these and 408.
-const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
 
 fn get_request() -> Request<Body> {
     let mut request = Request::new(Full::new(Bytes::new()));
@@ -227,42 +223,6 @@ fn response_status<E>(outcome: &Result<Response<Body>, E>) -> StatusCode {
     }
 }
 
-/// A `tower::retry::Policy` with a constant delay and no budget: clone the request, retry
-/// 429, 502, 503 and 504 up to `MAX_ATTEMPTS`.
-#[derive(Clone)]
-struct TowerPolicy {
-    attempts: u32,
-    backoff_maker: ExponentialBackoffMaker,
-    backoff: Option<ExponentialBackoff>,
-}
-
-impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for TowerPolicy {
-    type Future = tokio::time::Sleep;
-
-    fn retry(
-        &mut self,
-        _request: &mut Request<B>,
-        result: &mut Result<Response<ResBody>, E>,
-    ) -> Option<Self::Future> {
-        self.attempts += 1;
-        let retryable = match result {
-            Ok(response) => RETRY_STATUSES.contains(&response.status().as_u16()),
-            Err(_) => true,
-        };
-        if !retryable || self.attempts >= MAX_ATTEMPTS {
-            return None;
-        }
-        let backoff = self
-            .backoff
-            .get_or_insert_with(|| self.backoff_maker.make_backoff());
-        Some(backoff.next_backoff())
-    }
-
-    fn clone_request(&mut self, request: &Request<B>) -> Option<Request<B>> {
-        Some(request.clone())
-    }
-}
-
 /// Sends a request and retries it once after `DELAY`, by hand and with no policy. It shows
 /// what a sleeping request costs before a library adds its state.
 async fn retry_by_hand<S>(
@@ -333,11 +293,7 @@ fn main() {
 
     let backoff_maker = ExponentialBackoffMaker::new(DELAY, DELAY, 0.0, HasherRng::default())
         .expect("the backoff settings are valid");
-    let tower_policy = TowerPolicy {
-        attempts: 0,
-        backoff_maker,
-        backoff: None,
-    };
+    let tower_policy = TowerPolicy::new(backoff_maker, None);
     let mut tower_retry = tower::retry::Retry::new(tower_policy, fail_first_attempts());
     rows.push(run("tower_retry", response_status, async || {
         call(&mut tower_retry).await
