@@ -105,9 +105,9 @@ fn get_request(uri: Uri) -> Request<Body> {
 /// Returns 200 with a small body for every request, as the in-process service of
 /// `success_path`.
 ///
-/// Each contender gets its own copy, through `CONTENDER`. With one shared function,
+/// Takes `CONTENDER` so that each contender gets its own copy. With one shared function,
 /// LLVM inlines its future into the response future of one contender and calls it from
-/// the others, and which one it picks changes from build to build.
+/// the others, and the contender it picks changes from build to build.
 async fn answer_ok<const CONTENDER: u8>(
     _request: Request<Body>,
 ) -> Result<Response<Body>, Infallible> {

@@ -58,7 +58,7 @@ pin_project! {
         facts: C::Facts,
         // The clone of the service that sends the retries, taken before the first retry.
         service: Option<S>,
-        // The request to send next; `None` for a request that is never retried, which is
+        // The request to send next, or `None` for a request that is never retried, which is
         // not cloned. The last allowed attempt takes it instead of cloning it.
         request: Option<Req>,
         // Created at the first retry.

@@ -13,11 +13,11 @@ use tower_service::Service;
 
 /// A service that retries failed requests of its inner service with backoff.
 ///
-/// Create it with [`RetryLayer`](crate::RetryLayer). Retries go through clones of the
-/// inner service, taken from a copy that the `Retry` keeps for them: when it was created,
-/// and again at the first call after each [`get_mut`](Self::get_mut). A request that
-/// succeeds at once clones no service. Before every retry the clone is driven to
-/// readiness; a `poll_ready` error ends the request with that error.
+/// Create it with [`RetryLayer`](crate::RetryLayer). Retries go through clones of a copy
+/// of the inner service that the `Retry` takes when it is created, and again at the first
+/// call after each [`get_mut`](Self::get_mut). A request that succeeds at once clones no
+/// service. Before every retry the clone is driven to readiness, and a `poll_ready` error
+/// ends the request with that error.
 ///
 /// For services whose clones are handles to shared state, such as hyper's client, tonic's
 /// `Channel` and `tower::buffer::Buffer`, this is the same as cloning the inner service on

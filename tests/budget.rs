@@ -184,7 +184,7 @@ impl Recorded {
 }
 
 #[tokio::test(start_paused = true)]
-async fn tps_budgets_on_one_thread_keep_own_slots() {
+async fn tps_budgets_keep_own_slots() {
     // Two budgets with other starts and slot lengths take turns on one thread, in runs of
     // deposits within one slot and in alternation.
     let mut long = Recorded::new(Duration::from_secs(10));

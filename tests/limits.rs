@@ -135,7 +135,7 @@ fn run_off_tick(
 }
 
 #[test]
-fn retry_never_starts_at_deadline_off_tick() {
+fn retry_before_deadline_off_tick() {
     let micros = Duration::from_micros;
     for offset in [0, 100, 500, 900, 999] {
         for latency in [0, 1, 300, 700, 1_999] {

@@ -189,7 +189,7 @@ impl Service<Request<String>> for NotSync {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn future_is_send_for_service_not_sync() {
+async fn future_send_for_non_sync_service() {
     let policy = RetryPolicy::builder(HttpClassifier::default())
         .backoff(Constant::new(Duration::from_millis(1)))
         .jitter(Jitter::None)

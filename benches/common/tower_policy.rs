@@ -14,9 +14,10 @@ pub const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
 /// The attempt limit of every contender, counting the first attempt.
 pub const MAX_ATTEMPTS: u32 = 3;
 
-/// A `tower::retry::Policy` that does what this crate's layer does on the same request:
-/// clone the request, retry 429, 502, 503, 504 and errors up to `MAX_ATTEMPTS`, sleep with
-/// tower's exponential backoff, and, when it has a budget, deposit once per request in it.
+/// A `tower::retry::Policy` that does what this crate's layer does on the same request. It
+/// clones the request, retries 429, 502, 503, 504 and errors up to `MAX_ATTEMPTS`, and
+/// sleeps with tower's exponential backoff. When it has a budget, it deposits once per
+/// request in it.
 #[derive(Clone)]
 pub struct TowerPolicy {
     /// Attempts finished so far; tower clones the policy for each request.

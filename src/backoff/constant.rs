@@ -34,6 +34,22 @@ impl Constant {
     }
 
     /// Sets a cap on the delays after jitter. It must not be below the interval.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_backoff::{backoff::Constant, classify::HttpClassifier, Jitter, RetryPolicy};
+    ///
+    /// // Delays of 1 s plus up to 0.5 s of jitter, never above 1.2 s.
+    /// let schedule = Constant::new(Duration::from_secs(1)).max_delay(Duration::from_millis(1200));
+    /// let policy = RetryPolicy::builder(HttpClassifier::default())
+    ///     .backoff(schedule)
+    ///     .jitter(Jitter::Additive(Duration::from_millis(500).into()))
+    ///     .build();
+    /// assert!(policy.is_ok());
+    ///
+    /// let too_small = Constant::new(Duration::from_secs(1)).max_delay(Duration::from_millis(900));
+    /// assert!(RetryPolicy::builder(HttpClassifier::default()).backoff(too_small).build().is_err());
+    /// ```
     #[must_use]
     pub fn max_delay(mut self, max_delay: impl Into<Interval>) -> Self {
         self.max_delay = Some(max_delay.into());
@@ -97,6 +113,18 @@ impl List {
     }
 
     /// Sets a cap on the delays after jitter. It must not be below the largest interval.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_backoff::{backoff::List, classify::HttpClassifier, RetryPolicy};
+    ///
+    /// let secs = Duration::from_secs;
+    /// let capped = List::new([secs(1), secs(3)]).max_delay(secs(4));
+    /// assert!(RetryPolicy::builder(HttpClassifier::default()).backoff(capped).build().is_ok());
+    ///
+    /// let below_largest = List::new([secs(1), secs(3)]).max_delay(secs(2));
+    /// assert!(RetryPolicy::builder(HttpClassifier::default()).backoff(below_largest).build().is_err());
+    /// ```
     #[must_use]
     pub fn max_delay(mut self, max_delay: impl Into<Interval>) -> Self {
         self.max_delay = Some(max_delay.into());

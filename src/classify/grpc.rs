@@ -138,7 +138,17 @@ impl GrpcClassifier {
 
     /// Sets whether each retry carries `grpc-previous-rpc-attempts`, the number of earlier
     /// attempts of the call, as gRPC's own clients send it (default `false`). The first
-    /// attempt carries no such header: one that the caller set is removed.
+    /// attempt carries no such header, so one that the caller set is removed.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use tower_backoff::classify::{Classify, GrpcClassifier};
+    ///
+    /// let classifier = GrpcClassifier::default().previous_attempts_header(true);
+    /// let mut call = Request::post("/grpc.health.v1.Health/Check").body(()).unwrap();
+    /// Classify::<_, Response<()>, std::io::Error>::prepare_attempt(&classifier, &mut call, 3);
+    /// assert_eq!(call.headers()["grpc-previous-rpc-attempts"], "2");
+    /// ```
     #[must_use]
     pub fn previous_attempts_header(mut self, send: bool) -> Self {
         self.previous_attempts_header = send;
